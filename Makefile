@@ -1,0 +1,37 @@
+# Two entry points, each setting up everything it needs on a fresh machine:
+#   make demo   -> encode the sample clips and edited copies, print who matches whom
+#   make test   -> the test suite (CPU; GPU/TensorRT tests skip themselves)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: demo test bench typecheck report install clean
+
+install: $(VENV)/.installed
+
+# torch 2.13.0 is pinned here only because a CPU wheel of it is on the dev/CI machines;
+# the package itself accepts torch>=2.4. tensorrt-stubs is installed without its
+# dependency (the real TensorRT cannot be installed from PyPI without NVIDIA's index).
+$(VENV)/.installed: pyproject.toml $(shell find cpp_ext -type f)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/chain-sdk demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m pytest benchmarks -q --benchmark-only
+
+typecheck: install
+	$(PY) -m mypy export/tensorrt_build.py export/tensorrt_runtime.py chain_sdk/backends
+
+clean:
+	rm -rf $(VENV) build

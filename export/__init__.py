@@ -1,0 +1,1 @@
+"""Export (installed as chain_sdk.export)."""

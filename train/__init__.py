@@ -1,0 +1,1 @@
+"""CHAIN training (installed as chain_sdk.train)."""

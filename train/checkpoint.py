@@ -1,0 +1,120 @@
+"""Checkpoints: `model.safetensors` + `config.json` in a directory (see docs/architecture.md).
+
+Loading validates the format, its version and every tensor's shape, and raises
+`CheckpointError` saying what is wrong instead of running a model that does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from chain_sdk import __version__
+from chain_sdk.errors import CheckpointError
+
+from .model import ChainConfig, ChainModel
+
+FORMAT = "chain-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TRAINER_STATE = "trainer_state.pt"
+
+DEFAULT_BACKBONE = {"name": "efficientnet_lite0", "feature_dim": 1280, "input_size": [224, 224]}
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: ChainModel,
+    *,
+    backbone: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights and config atomically enough for a crash not to leave a mixed pair."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "backbone": dict(backbone or DEFAULT_BACKBONE),
+        "training": dict(training or {}),
+        "sdk_version": __version__,
+    }
+    if config["backbone"].get("feature_dim", model.config.feature_dim) != model.config.feature_dim:
+        raise CheckpointError("backbone feature_dim differs from the model's feature_dim")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp_weights, tmp_config = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
+    save_file(state, str(tmp_weights))
+    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_weights, out / WEIGHTS)
+    os.replace(tmp_config, out / CONFIG)
+    return out
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate config.json of a checkpoint directory."""
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG} (not a chain-sdk checkpoint directory)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: invalid JSON ({exc})") from exc
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format is {config.get('format')!r}, expected {FORMAT!r}")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {config.get('format_version')!r} is not supported "
+            f"(this chain-sdk reads version {FORMAT_VERSION})"
+        )
+    try:
+        ChainConfig.from_dict(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config ({exc})") from exc
+    return config
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[ChainModel, dict[str, Any]]:
+    """Build the model from config.json and load its weights; eval mode, CPU."""
+    config = read_config(directory)
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS}")
+    model = ChainModel(ChainConfig.from_dict(config["model"]))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{weights}: unreadable ({exc})") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: missing tensors {missing}, unexpected tensors {unexpected}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{weights}: tensor {name} has shape {tuple(tensor.shape)}, "
+                f"the config implies {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state)
+    model.eval()
+    return model, config
+
+
+def save_trainer_state(directory: str | os.PathLike, state: dict[str, Any]) -> None:
+    path = Path(directory) / TRAINER_STATE
+    torch.save(state, path.with_suffix(".tmp"))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(directory) / TRAINER_STATE
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
