@@ -87,15 +87,23 @@ class TorchFrameBackbone(FrameBackbone):
         self.register_buffer("channel_order", torch.tensor(order, dtype=torch.int64), persistent=False)
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, H, W, 3] in `color_order` -> float32 [N, 3, H, W] normalised RGB."""
-        x = frames.permute(0, 3, 1, 2).to(torch.float32)
+        """uint8 (or already cast float) [N, H, W, 3] in `color_order` -> float32 [N, 3, H, W] RGB.
+
+        Cast comes first: TensorRT takes UINT8 only as a network input/output type, so the only
+        op allowed to touch the uint8 tensor is the Cast right after the input.
+        """
+        x = frames.to(torch.float32).permute(0, 3, 1, 2)
         if self.color_order == "BGR":
             x = x.index_select(1, self.channel_order)
         return (x - self.offset) * self.scale
 
+    def features_from_float(self, frames: torch.Tensor) -> torch.Tensor:
+        """Like forward, on frames already cast to float32 (the fused graph casts before reshaping)."""
+        return self.net.features(self.preprocess(frames))
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         self.check_frames(frames)
-        return self.net.features(self.preprocess(frames))
+        return self.features_from_float(frames)
 
 
 class OnnxFrameBackbone(FrameBackbone):
