@@ -1,0 +1,274 @@
+"""Reading and sampling frames with bounded memory.
+
+`sample_clip` picks T frames at the centres of T equal segments (TSN-style; random within each
+segment for training via `segment_indices(..., rng=...)`). It trusts the container's frame count
+only after verifying it, and chooses between seeking and sequential `grab()` by cost:
+
+Measured on this project's sample clips (OpenCV 5.0 FFmpeg backend, 2 shared CPU cores):
+`grab()` costs about 1.1 ms per 720p H.264 frame (0.4 ms at 640x272), a seek plus read 25 to
+130 ms at 720p (13 to 60 ms on the small clips), because a seek decodes forward from the
+previous keyframe. A seek therefore pays off only when it skips more than about 50 to 100
+frames, hence the rule: seek when the stride between wanted frames is at least
+`SEEK_MIN_STRIDE` frames, grab() sequentially otherwise. (The 10-minute film at T=25 has a
+stride of 572 frames: 26 seeks take about 2 s instead of about 16 s of grabbing.)
+
+Seeking is verified frame by frame (the landing timestamp must be the wanted frame's): it is
+exact on indexed containers (MP4) but lands several frames off in MPEG program streams
+(cityCC0.mpg), and then sampling falls back to a sequential pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+
+from chain_sdk.errors import EmptyVideoError, VideoDecodeError
+from chain_sdk.video.source import VideoSource, open_video
+
+log = logging.getLogger(__name__)
+
+SEEK_MIN_STRIDE = 96  # frames; see the module docstring for the measurement behind it
+# Sequential sampling of a stream of unknown length keeps at most this many bytes of frames.
+RESERVOIR_BYTES = 256 << 20
+
+
+class Frames(NamedTuple):
+    frames: np.ndarray  # uint8 [N, H, W, 3], BGR
+    timestamps: np.ndarray  # float64 [N], seconds
+
+
+class ShortVideoWarning(UserWarning):
+    """A video had fewer frames than the clip length, so frames were repeated."""
+
+
+def segment_indices(n: int, frames: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of `frames` samples from `n` frames: split [0, n) into `frames` equal segments and
+    take each centre (rng None) or a uniformly random frame of each (TSN training sampling).
+
+    With n < frames, segments are shorter than a frame and indices repeat (the nearest frame).
+    """
+    if n < 1 or frames < 1:
+        raise ValueError(f"need n >= 1 and frames >= 1, got n={n}, frames={frames}")
+    i = np.arange(frames, dtype=np.int64)
+    if rng is None:
+        return ((2 * i + 1) * n) // (2 * frames)  # floor((i + 0.5) * n / T), exact in integers
+    start = (i * n) // frames
+    end = np.maximum(((i + 1) * n) // frames, start + 1)
+    return rng.integers(start, end)
+
+
+def _time_centre_indices(ts: np.ndarray, frames: int) -> np.ndarray:
+    """Segment centres in *time* (for variable frame rate): the frame shown at each centre."""
+    last = float(ts[-1] - ts[-2]) if len(ts) > 1 else 0.0  # the last frame shows this long
+    start, end = float(ts[0]), float(ts[-1]) + last
+    centres = start + (np.arange(frames) + 0.5) * (end - start) / frames
+    # 1 us of slack: a centre that lands on a frame's start (up to float error) picks that frame
+    return np.clip(np.searchsorted(ts, centres + 1e-6, side="right") - 1, 0, len(ts) - 1)
+
+
+def _is_uniform(ts: np.ndarray) -> bool:
+    """Constant frame rate: every timestamp within half a frame of ts[0] + k * step."""
+    if len(ts) < 3:
+        return True
+    step = float(np.median(np.diff(ts)))
+    if step <= 0:
+        return False
+    expected = ts[0] + step * np.arange(len(ts))
+    return bool(np.max(np.abs(ts - expected)) < 0.5 * step)
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
+        return frame
+    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
+
+
+class _Sampled(NamedTuple):
+    clip: Frames
+    n: int  # frames the video really has (as far as sampling found out)
+
+
+def iter_frames(source: Any, fps: float | None = None) -> Any:
+    """Yield (frame, timestamp) sequentially, subsampled to at most `fps` frames per second.
+
+    A frame is kept when its timestamp reaches the next slot of the target rate, so the kept
+    frames track wall-clock time even for variable frame rate input. Closes what it opened.
+    """
+    src = open_video(source)
+    owned = src is not source
+    try:
+        next_t: float | None = None
+        period = 1.0 / fps if fps else 0.0
+        for frame, t in src:
+            if period:
+                if next_t is not None and t < next_t - 1e-6:
+                    continue
+                next_t = t + period if next_t is None else next_t + period
+                while next_t <= t:
+                    next_t += period
+            yield frame, t
+    finally:
+        if owned:
+            src.close()
+
+
+def read_frames(source: Any, fps: float | None = None, max_frames: int | None = None) -> Frames:
+    """Decode sequentially (subsampled to `fps` when given), stopping after `max_frames`."""
+    src = open_video(source)
+    frames, stamps = [], []
+    try:
+        for frame, t in iter_frames(src, fps):
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+            frames.append(frame)
+            stamps.append(t)
+    finally:
+        if src is not source:
+            src.close()
+    if not frames:
+        _raise_empty(src)
+    return Frames(np.stack(frames), np.asarray(stamps, dtype=np.float64))
+
+
+def _raise_empty(src: VideoSource) -> None:
+    if src.frame_count:
+        raise VideoDecodeError(src.description, f"the container claims {src.frame_count} frames "
+                               "but none could be decoded (corrupt or truncated data)")
+    raise EmptyVideoError(src.description, "no frames")
+
+
+def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
+                rng: np.random.Generator | None = None) -> Frames:
+    """`frames` frames at segment centres (random within segments with `rng`), each resized to
+    `resize=(W, H)` with INTER_AREA when given. Memory is bounded whatever the video length."""
+    src = open_video(source)
+    try:
+        clip, n = _sample(src, frames, resize, rng)
+    finally:
+        if src is not source:
+            src.close()
+    if n < frames:
+        warnings.warn(f"{src.description}: only {n} frames for a {frames}-frame clip; "
+                      "repeating the nearest frames", ShortVideoWarning, stacklevel=2)
+    return clip
+
+
+def _sample(src: VideoSource, frames: int, resize, rng) -> _Sampled:
+    if src.exact_seek and src.frame_count:
+        wanted = segment_indices(src.frame_count, frames, rng)
+        return _Sampled(_sample_by_seeking(src, wanted, resize), src.frame_count)
+    claimed = src.frame_count
+    if src.seekable and src.fps and claimed and claimed / frames >= SEEK_MIN_STRIDE:
+        if _header_verified(src, claimed):
+            wanted = segment_indices(claimed, frames, rng)
+            try:
+                return _Sampled(_sample_by_seeking(src, wanted, resize, verify_fps=src.fps), claimed)
+            except _SeekMismatch as exc:
+                log.info("%s: %s; sampling sequentially", src.description, exc)
+        else:
+            log.info("%s: header claims %d frames but does not hold up; counting by decoding",
+                     src.description, claimed)
+        src = src.reopen()
+    if src.reopenable:
+        return _sample_sequential(src, frames, resize, rng, claimed)
+    return _sample_reservoir(src, frames, resize, rng)
+
+
+class _SeekMismatch(Exception):
+    pass
+
+
+def _header_verified(src: VideoSource, claimed: int) -> bool:
+    """The claimed count holds when the last claimed frame decodes at the time the claimed
+    rate puts it and nothing follows it (catches truncation, padded headers and VFR)."""
+    src.seek(claimed - 1)
+    if not src.grab():
+        return False
+    expected = (claimed - 1) / src.fps  # type: ignore[operator]
+    on_time = abs(src.timestamp - expected) <= 0.5 / src.fps  # type: ignore[operator]
+    return on_time and not src.grab()
+
+
+def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, resize,
+                       verify_fps: float | None = None) -> Frames:
+    out, stamps = [], []
+    cache: dict[int, tuple[np.ndarray, float]] = {}
+    for idx in wanted.tolist():
+        if idx not in cache:
+            src.seek(idx)
+            if not src.grab():
+                raise _SeekMismatch(f"seek to frame {idx} failed")
+            if verify_fps and abs(src.timestamp - idx / verify_fps) > 0.5 / verify_fps:
+                raise _SeekMismatch(f"seek to frame {idx} landed at t={src.timestamp:.3f}s")
+            cache = {idx: (_resize(src.retrieve(), resize), src.timestamp)}  # keep only the last
+        out.append(cache[idx][0])
+        stamps.append(cache[idx][1])
+    return Frames(np.stack(out), np.asarray(stamps, dtype=np.float64))
+
+
+def _sample_sequential(src: VideoSource, frames: int, resize, rng, claimed: int | None
+                       ) -> _Sampled:
+    """One grab() pass that retrieves the frames the claimed count asks for and records every
+    timestamp; a second pass only when the count was wrong or the frame rate variable."""
+    wanted = segment_indices(claimed, frames, rng) if claimed else None
+    got, ts = _grab_pass(src, set(wanted.tolist()) if wanted is not None else set(), resize)
+    n = len(ts)
+    if n == 0:
+        _raise_empty(src)
+    uniform = _is_uniform(ts)
+    if claimed != n or not uniform:
+        if claimed:
+            log.info("%s: container claims %s frames, decoded %d%s", src.description, claimed, n,
+                     "" if uniform else " (variable frame rate: sampling by time)")
+        wanted = (segment_indices(n, frames, rng) if uniform or rng is not None
+                  else _time_centre_indices(ts, frames))
+        if not set(wanted.tolist()) <= set(got):
+            src = src.reopen()
+            got, _ = _grab_pass(src, set(wanted.tolist()), resize, stop=int(wanted.max()) + 1)
+    return _Sampled(Frames(np.stack([got[i] for i in wanted.tolist()]), ts[wanted]), n)
+
+
+def _grab_pass(src: VideoSource, wanted: set[int], resize, stop: int | None = None
+               ) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    got: dict[int, np.ndarray] = {}
+    ts: list[float] = []
+    while (stop is None or len(ts) < stop) and src.grab():
+        ts.append(src.timestamp)
+        if src.index in wanted:
+            got[src.index] = _resize(src.retrieve(), resize)
+    return got, np.asarray(ts, dtype=np.float64)
+
+
+def _sample_reservoir(src: VideoSource, frames: int, resize, rng) -> _Sampled:
+    """One pass over a stream that cannot be read twice and whose length is unknown: keep every
+    `stride`-th frame, doubling the stride whenever the kept frames exceed the memory budget,
+    then take the kept frame nearest each wanted index (exact while the stream fits)."""
+    kept: dict[int, tuple[np.ndarray, float]] = {}
+    stride, capacity = 1, None
+    n = 0
+    while src.grab():
+        n += 1
+        if src.index % stride:
+            continue
+        frame = _resize(src.retrieve(), resize)
+        if capacity is None:
+            capacity = max(4 * frames, RESERVOIR_BYTES // max(frame.nbytes, 1))
+        kept[src.index] = (frame, src.timestamp)
+        if len(kept) > capacity:
+            stride *= 2
+            kept = {i: v for i, v in kept.items() if i % stride == 0}
+    if n == 0:
+        _raise_empty(src)
+    if stride > 1:
+        log.info("%s: %d frames exceeded the sampling buffer; frames are the nearest kept "
+                 "(every %d-th)", src.description, n, stride)
+    keys = np.fromiter(kept, dtype=np.int64)
+    wanted = segment_indices(n, frames, rng)
+    nearest = keys[np.abs(keys[None, :] - wanted[:, None]).argmin(axis=1)]
+    clip = Frames(np.stack([kept[i][0] for i in nearest.tolist()]),
+                  np.asarray([kept[i][1] for i in nearest.tolist()], dtype=np.float64))
+    return _Sampled(clip, n)
