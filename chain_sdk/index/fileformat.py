@@ -1,0 +1,173 @@
+"""The HammingIndex file format (version 1).
+
+Layout (little-endian)::
+
+    [0, 4096)        header: see HEADER below, then zero padding to one page
+    [4096, ...)      codes: count x bits/8 bytes, contiguous (page-aligned: mmap is zero-copy)
+    ids_offset       ids: count x int64 (8-byte aligned, 64 in practice)
+    tomb_offset      tombstone bitmap: ceil(count/8) bytes, bit i = byte i//8, bit i%8 (LSB first)
+
+The header carries a CRC-32 of itself, of the codes and of the ids + tombstones. A file is written
+to a temporary sibling, fsynced and renamed over the target (and the directory fsynced), so a crash
+leaves either the old or the new index, never a torn one. Anything that does not check out raises
+chain_sdk.errors.IndexFormatError with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chain_sdk.errors import IndexFormatError
+
+MAGIC = b"CHAINIDX"
+VERSION = 1
+PAGE = 4096
+# magic, version, bits, count, live, flags, next_id, codes_off, ids_off, tomb_off, file_size,
+# codes_crc, meta_crc; then header_crc over everything before it.
+_BODY = struct.Struct("<8sIIQQQqQQQQII")
+_CRC = struct.Struct("<I")
+FLAG_TOMBSTONES = 1
+
+
+@dataclass(frozen=True)
+class Header:
+    bits: int
+    count: int
+    live: int
+    flags: int
+    next_id: int
+    codes_offset: int
+    ids_offset: int
+    tomb_offset: int
+    file_size: int
+    codes_crc: int
+    meta_crc: int
+
+
+def _flat(arr: np.ndarray) -> np.ndarray:
+    """1-D uint8 view of a contiguous array (works for empty arrays, unlike memoryview.cast)."""
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+
+
+def _crc(buf, crc: int = 0) -> int:
+    data = _flat(buf) if isinstance(buf, np.ndarray) else buf
+    return zlib.crc32(data, crc) & 0xFFFFFFFF
+
+
+def _layout(bits: int, count: int) -> tuple[int, int, int, int]:
+    codes_off = PAGE
+    ids_off = codes_off + -(-count * (bits // 8) // 64) * 64
+    tomb_off = ids_off + 8 * count
+    size = tomb_off + (count + 7) // 8
+    return codes_off, ids_off, tomb_off, size
+
+
+def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray,
+          tombstones: np.ndarray, live: int, next_id: int) -> None:
+    """Atomically write an index file (temp file + fsync + rename)."""
+    path = Path(path)
+    count = codes.shape[0]
+    codes_off, ids_off, tomb_off, size = _layout(bits, count)
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    ids = np.ascontiguousarray(ids, dtype="<i8")
+    tomb = np.ascontiguousarray(tombstones[: (count + 7) // 8], dtype=np.uint8)
+    flags = FLAG_TOMBSTONES if live < count else 0
+    body = _BODY.pack(MAGIC, VERSION, bits, count, live, flags, next_id, codes_off, ids_off,
+                      tomb_off, size, _crc(codes), _crc(tomb, _crc(ids)))
+    header = body + _CRC.pack(_crc(body))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header.ljust(PAGE, b"\0"))
+            f.write(_flat(codes))
+            f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
+            f.write(_flat(ids))
+            f.write(_flat(tomb))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    except OSError:  # not every platform lets a directory be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse and validate the header (magic, version, CRC, offsets against the file size)."""
+    path = Path(path)
+    try:
+        actual = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(_BODY.size + _CRC.size)
+    except OSError as e:
+        raise IndexFormatError(f"{path}: cannot read index file ({e})") from e
+    if len(raw) < _BODY.size + _CRC.size or actual < PAGE:
+        raise IndexFormatError(f"{path}: truncated (only {actual} bytes, no complete header)")
+    fields = _BODY.unpack(raw[: _BODY.size])
+    if fields[0] != MAGIC:
+        raise IndexFormatError(f"{path}: not a chain-sdk index (magic {fields[0]!r})")
+    if fields[1] != VERSION:
+        raise IndexFormatError(f"{path}: unsupported index format version {fields[1]} (this is {VERSION})")
+    (stored_crc,) = _CRC.unpack(raw[_BODY.size:])
+    if _crc(raw[: _BODY.size]) != stored_crc:
+        raise IndexFormatError(f"{path}: header checksum mismatch (corrupted header)")
+    h = Header(*fields[2:])
+    if h.bits <= 0 or h.bits % 8 or h.live > h.count:
+        raise IndexFormatError(f"{path}: inconsistent header (bits={h.bits}, count={h.count}, live={h.live})")
+    if (h.codes_offset, h.ids_offset, h.tomb_offset, h.file_size) != _layout(h.bits, h.count):
+        raise IndexFormatError(f"{path}: inconsistent section offsets in header")
+    if actual != h.file_size:
+        raise IndexFormatError(f"{path}: truncated or padded: {actual} bytes, header says {h.file_size}")
+    return h
+
+
+def read(path: str | os.PathLike, mmap: bool = True, verify: bool = True):
+    """Return (header, codes, ids, tombstones). With mmap, codes and ids are read-only memory maps
+    of the file (zero-copy); the small tombstone bitmap is always copied."""
+    h = read_header(path)
+    cb = h.bits // 8
+    if mmap and h.count > 0:
+        codes = np.memmap(path, dtype=np.uint8, mode="r", offset=h.codes_offset, shape=(h.count, cb))
+        ids = np.memmap(path, dtype="<i8", mode="r", offset=h.ids_offset, shape=(h.count,))
+        with open(path, "rb") as f:
+            f.seek(h.tomb_offset)
+            tomb = np.frombuffer(f.read(), dtype=np.uint8).copy()
+    else:
+        with open(path, "rb") as f:
+            f.seek(h.codes_offset)
+            codes = np.frombuffer(f.read(h.count * cb), dtype=np.uint8).reshape(h.count, cb).copy()
+            f.seek(h.ids_offset)
+            ids = np.frombuffer(f.read(8 * h.count), dtype="<i8").copy()
+            f.seek(h.tomb_offset)
+            tomb = np.frombuffer(f.read(), dtype=np.uint8).copy()
+    if tomb.size != (h.count + 7) // 8:
+        raise IndexFormatError(f"{path}: truncated tombstone section")
+    if _crc(tomb, _crc(ids)) != h.meta_crc:
+        raise IndexFormatError(f"{path}: ids/tombstones checksum mismatch (corrupted file)")
+    if verify and _crc(codes) != h.codes_crc:
+        raise IndexFormatError(f"{path}: codes checksum mismatch (corrupted file)")
+    dead = int(np.unpackbits(tomb, bitorder="little")[: h.count].sum())
+    if h.count - dead != h.live:
+        raise IndexFormatError(f"{path}: live count {h.live} does not match the tombstones")
+    return h, codes, ids, tomb
