@@ -308,8 +308,8 @@ def _live(s: _Snapshot) -> np.ndarray:
 
 
 def _ids_of(s: _Snapshot, pos: np.ndarray) -> np.ndarray:
-    if pos.size == 0:
-        return pos.astype(np.int64)
+    if pos.size == 0 or s.n == 0:
+        return np.full(pos.shape, -1, np.int64)
     return np.where(pos >= 0, s.ids[np.maximum(pos, 0)], -1).astype(np.int64)
 
 

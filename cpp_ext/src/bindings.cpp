@@ -115,7 +115,7 @@ NB_MODULE(_hamming, m) {
         }
         return std::make_tuple(to_numpy(d, {nq, k}), to_numpy(p, {nq, k}));
       },
-      "db"_a, "queries"_a, "k"_a, "deleted"_a = nb::none(), "isa"_a = "auto", "threads"_a = 0,
+      "db"_a.noconvert(), "queries"_a.noconvert(), "k"_a, "deleted"_a.noconvert() = nb::none(), "isa"_a = "auto", "threads"_a = 0,
       "generic"_a = false,
       "k nearest codes: (distances int32 [nq,k], positions int64 [nq,k]) sorted by (distance, "
       "position); -1 pads rows with fewer than k live codes.");
@@ -133,7 +133,7 @@ NB_MODULE(_hamming, m) {
         }
         return pack_ranges(res);
       },
-      "db"_a, "queries"_a, "radius"_a, "deleted"_a = nb::none(), "isa"_a = "auto", "threads"_a = 0,
+      "db"_a.noconvert(), "queries"_a.noconvert(), "radius"_a, "deleted"_a.noconvert() = nb::none(), "isa"_a = "auto", "threads"_a = 0,
       "generic"_a = false,
       "All codes with distance <= radius: (lims int64 [nq+1], distances int32, positions int64).");
 
@@ -145,7 +145,7 @@ NB_MODULE(_hamming, m) {
             nb::gil_scoped_release nogil;
             new (self) chs::MultiIndexHash(db.data(), db.shape(0), db.shape(1), sub_bits, t);
           },
-          "db"_a, "sub_bits"_a, "threads"_a = 0)
+          "db"_a.noconvert(), "sub_bits"_a, "threads"_a = 0)
       .def_prop_ro("size", &chs::MultiIndexHash::size)
       .def_prop_ro("sub_bits", &chs::MultiIndexHash::sub_bits)
       .def_prop_ro("memory_bytes", &chs::MultiIndexHash::memory_bytes)
@@ -164,7 +164,7 @@ NB_MODULE(_hamming, m) {
             }
             return std::make_tuple(to_numpy(probes, {nq}), to_numpy(cands, {nq}));
           },
-          "queries"_a, "radius"_a, "Table probes and candidate entries each query would visit.")
+          "queries"_a.noconvert(), "radius"_a, "Table probes and candidate entries each query would visit.")
       .def(
           "range_search",
           [](const chs::MultiIndexHash& self, const Codes& db, const Codes& queries, uint32_t radius,
@@ -186,5 +186,5 @@ NB_MODULE(_hamming, m) {
             }
             return pack_ranges(res);
           },
-          "db"_a, "queries"_a, "radius"_a, "deleted"_a = nb::none(), "isa"_a = "auto", "threads"_a = 0);
+          "db"_a.noconvert(), "queries"_a.noconvert(), "radius"_a, "deleted"_a.noconvert() = nb::none(), "isa"_a = "auto", "threads"_a = 0);
 }

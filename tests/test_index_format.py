@@ -1,0 +1,110 @@
+"""Index files: round trips (mmap and copy), zero-copy mmap, atomic writes, and a clear
+IndexFormatError for every truncated, corrupted or foreign file."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from chain_sdk.errors import IndexFormatError
+from chain_sdk.index import HammingIndex, fileformat
+
+
+@pytest.fixture
+def saved(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (3001, 8), dtype=np.uint8)
+    index = HammingIndex(64)
+    index.add(codes, ids=np.arange(3001) * 3 + 11)
+    index.remove([11, 14, 3000 * 3 + 11])
+    path = tmp_path / "codes.chidx"
+    index.save(path)
+    return index, codes, path
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_roundtrip(saved, mmap):
+    index, codes, path = saved
+    loaded = HammingIndex.load(path, mmap=mmap)
+    assert len(loaded) == len(index) == 2998 and loaded.bits == 64
+    for a, b in zip(index.search(codes[:50], 17), loaded.search(codes[:50], 17)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(index.range_search(codes[:9], 20), loaded.range_search(codes[:9], 20)):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.add(codes[:1]).tolist() == [3000 * 3 + 12]  # next id survives the round trip
+    assert len(loaded) == 2999
+
+
+def test_mmap_is_zero_copy_and_page_aligned(saved):
+    _, _, path = saved
+    loaded = HammingIndex.load(path, mmap=True)
+    codes = loaded._snap.codes
+    assert isinstance(codes, np.memmap) and codes.offset == fileformat.PAGE and not codes.flags.writeable
+    assert fileformat.read_header(path).codes_offset % 4096 == 0
+
+
+def test_empty_index_roundtrip(tmp_path):
+    path = tmp_path / "empty.chidx"
+    HammingIndex(128).save(path)
+    loaded = HammingIndex.load(path)
+    assert len(loaded) == 0 and loaded.bits == 128
+    assert (loaded.search(np.zeros((1, 16), np.uint8), 2)[1] == -1).all()
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(saved, tmp_path):
+    index, _, path = saved
+    index.save(path)  # overwrite in place
+    assert sorted(os.listdir(tmp_path)) == ["codes.chidx"]
+
+
+def corrupt(path, offset, data=None):
+    """Overwrite bytes at offset with data, or flip bits of one byte when data is None."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        old = f.read(1)
+        f.seek(offset)
+        f.write(bytes([old[0] ^ 0x5A]) if data is None else data)
+
+
+@pytest.mark.parametrize("where", ["magic", "version", "count", "codes", "ids", "tombstones"])
+def test_corruption_is_detected(saved, where):
+    _, _, path = saved
+    h = fileformat.read_header(path)
+    offset = {"magic": 0, "version": 8, "count": 16, "codes": h.codes_offset + 1234,
+              "ids": h.ids_offset + 80, "tombstones": h.tomb_offset + 1}[where]
+    corrupt(path, offset, None)
+    for mmap in (True, False):
+        with pytest.raises(IndexFormatError):
+            HammingIndex.load(path, mmap=mmap)
+
+
+@pytest.mark.parametrize("size", [0, 10, 4095, 4096, 5000, -1])
+def test_truncated_file(saved, size):
+    _, _, path = saved
+    full = path.read_bytes()
+    path.write_bytes(full[:size] if size >= 0 else full[:-1])
+    with pytest.raises(IndexFormatError):
+        HammingIndex.load(path)
+
+
+def test_foreign_files(tmp_path):
+    faiss = pytest.importorskip("faiss")
+    fx = faiss.IndexBinaryFlat(64)
+    fx.add(np.zeros((10, 8), np.uint8))
+    faiss.write_index_binary(fx, str(tmp_path / "faiss.index"))
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(10000))
+    np.save(tmp_path / "codes.npy", np.zeros((100, 8), np.uint8))
+    for name in ["faiss.index", "random.bin", "codes.npy"]:
+        with pytest.raises(IndexFormatError):
+            HammingIndex.load(tmp_path / name)
+    with pytest.raises(IndexFormatError):
+        HammingIndex.load(tmp_path / "missing.chidx")
+
+
+def test_future_version_is_refused(saved):
+    _, _, path = saved
+    corrupt(path, 8, (2).to_bytes(4, "little"))
+    with pytest.raises(IndexFormatError, match="version"):
+        HammingIndex.load(path)

@@ -1,0 +1,95 @@
+"""Multi-index hashing: exact radius search equal to the flat scan / reference, on every code
+size, radii 0..bits, tombstones, rows added after the tables were built, and the auto choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chain_sdk import _hamming
+from chain_sdk.index import HammingIndex, mih, reference
+
+
+def near_duplicates(rng, base, n, max_flips):
+    """Copies of random base codes with up to max_flips bits flipped (clustered like real hashes)."""
+    bits = base.shape[1] * 8
+    out = np.unpackbits(base[rng.integers(0, len(base), n)], axis=1)
+    for row in out:
+        flips = rng.choice(bits, size=rng.integers(0, max_flips + 1), replace=False)
+        row[flips] ^= 1
+    return np.packbits(out, axis=1)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bits=st.sampled_from([16, 24, 32, 64, 128, 256]), seed=st.integers(0, 2**31),
+       n=st.integers(1, 400), rfrac=st.floats(0, 1), sub=st.integers(1, 24))
+def test_mih_equals_reference(bits, seed, n, rfrac, sub):
+    rng = np.random.default_rng(seed)
+    cb = bits // 8
+    base = rng.integers(0, 256, (5, cb), dtype=np.uint8)
+    codes = near_duplicates(rng, base, n, 6)
+    queries = near_duplicates(rng, base, 3, 3)
+    m = max(1, min(bits // sub, 12))
+    sub_bits = [min(sub, 24)] * m
+    if sum(sub_bits) > bits:
+        sub_bits = mih.layout(bits, n)
+    deleted = np.packbits(rng.random(n) < 0.2, bitorder="little")
+    tables = _hamming.MultiIndexHash(codes, sub_bits)
+    radius = int(round(rfrac * bits))
+    while sum(mih.probes_per_table(b, radius // len(sub_bits)) for b in sub_bits) > 200_000:
+        radius //= 2  # keep the enumeration small; correctness at every sub-radius is the point
+    got = tables.range_search(codes, queries, radius, deleted)
+    want = reference.range_search(codes, queries, radius, deleted)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_index_mih_with_tail_and_tombstones():
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (50, 8), dtype=np.uint8)
+    codes = near_duplicates(rng, base, 30_000, 4)
+    index = HammingIndex(64, mih=True)
+    index.add(codes[:25_000])
+    queries = near_duplicates(rng, base, 20, 2)
+    for r in (0, 2, 5):
+        a = index.range_search(queries, r, method="mih")
+        b = index.range_search(queries, r, method="flat")
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    index.add(codes[25_000:])          # tail past the tables (1/6 of rows: no rebuild)
+    index.remove(np.arange(0, 30_000, 7))
+    for r in (1, 3, 64):
+        a = index.range_search(queries, r, method="mih")
+        b = index.range_search(queries, r, method="flat")
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_layout_and_auto_choice():
+    assert mih.layout(64, 10**7) == [22, 21, 21]
+    assert mih.layout(16, 10**6) == [16]
+    assert all(b <= 24 for b in mih.layout(256, 10**9))
+    assert mih.worth_building(64, 10**7, 3)
+    assert not mih.worth_building(64, 10**7, 12)
+    assert not mih.worth_building(64, 1000, 0)  # tiny database: always flat
+
+
+def test_cost_counts_candidates_exactly():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (5000, 4), dtype=np.uint8)
+    tables = _hamming.MultiIndexHash(codes, [16, 16])
+    probes, cands = tables.cost(codes[:3], 1)  # sub-radius 0: one probe per table
+    assert probes.tolist() == [2, 2, 2]
+    keys = codes.view(">u2")  # the two 16-bit substrings, MSB-first
+    for q in range(3):
+        want = (keys[:, 0] == keys[q, 0]).sum() + (keys[:, 1] == keys[q, 1]).sum()
+        assert cands[q] == want
+
+
+def test_bad_layouts():
+    codes = np.zeros((10, 8), np.uint8)
+    for bad in ([], [25], [40, 40], [0, 8]):
+        with pytest.raises(ValueError):
+            _hamming.MultiIndexHash(codes, bad)
