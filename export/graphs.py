@@ -75,7 +75,8 @@ class FusedChainGraph(nn.Module):
         if frames.dtype != torch.uint8 or frames.ndim != 5:
             raise ModelMismatchError(f"expected uint8 frames [B, T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
         self.backbone.check_frames(frames[0])
-        b, t = frames.shape[0], frames.shape[1]
-        # Cast before the reshape: TensorRT allows UINT8 only at the network boundary.
-        features = self.backbone.features_from_float(frames.to(torch.float32).flatten(0, 1))
+        # Cast before anything else: TensorRT allows UINT8 only at the network boundary.
+        x = frames.to(torch.float32)
+        features = self.backbone.features_from_float(x.flatten(0, 1))
+        b, t = x.shape[0], x.shape[1]
         return self.temporal(features.reshape(b, t, features.shape[-1]))

@@ -49,6 +49,33 @@ def model_version(checkpoint_dir: Path) -> str:
     return f"sha256:{digest[:16]}"
 
 
+def read_shapes_after_cast(proto: Any) -> None:
+    """Make uint8 graph inputs feed nothing but their Cast: `Shape` nodes read the cast copy instead.
+
+    TensorRT supports UINT8 only as a network input/output type; the dynamo exporter reads the
+    dynamic B/T dims with `Shape(frames)`. The Cast to float keeps the shape, so rewiring is exact.
+    The Cast moves to the front of the node list to keep the graph topologically sorted.
+    """
+    import onnx
+
+    graph = proto.graph
+    uint8_inputs = {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
+    for name in uint8_inputs:
+        casts = [n for n in graph.node if n.op_type == "Cast" and list(n.input) == [name]]
+        if not casts:
+            continue
+        cast = casts[0]
+        for node in graph.node:
+            if node.op_type == "Shape" and list(node.input) == [name]:
+                node.input[0] = cast.output[0]
+        nodes = [cast] + [n for n in graph.node if n is not cast]
+        copies = [onnx.NodeProto() for _ in nodes]
+        for copy, node in zip(copies, nodes):
+            copy.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(copies)
+
+
 def add_metadata(proto: Any, contract: ModelContract, doc: str) -> None:
     """Replace the graph's metadata_props with the contract (strings) and set a doc string."""
     del proto.metadata_props[:]
@@ -158,6 +185,7 @@ def export_model(
                 example = torch.zeros(2, t, h, w, 3, dtype=torch.uint8)
                 proto = export_graph(FusedChainGraph(bb, model), example, {0: batch, 1: frames_dim}, opset,
                                      "frames", ["code", "logits"])
+            read_shapes_after_cast(proto)
             add_metadata(proto, contract, f"chain-sdk {role} graph ({contract.model_version})")
             save_checked(proto, path)
             log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
