@@ -1,0 +1,100 @@
+"""ONNX Runtime backend, CPU or CUDA execution provider.
+
+CUDA is verified after the session is created: onnxruntime-gpu lists CUDAExecutionProvider even
+without a GPU or without the CUDA libraries, and then silently runs on CPU (deploy.md §2). A
+session asked for CUDA that did not get it raises BackendUnavailableError instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from chain_sdk.backends.base import Backend
+from chain_sdk.errors import BackendUnavailableError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_device(device: str | None) -> tuple[str, int]:
+    """'cpu' | 'cuda' | 'cuda:N' (None = 'cpu') -> (kind, index)."""
+    text = (device or "cpu").lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return kind, int(index or 0)
+
+
+class OnnxRuntimeBackend(Backend):
+    """One `onnxruntime.InferenceSession` over one graph file."""
+
+    name = "onnxruntime"
+
+    def __init__(self, graph_path: str | os.PathLike, *, device: str | None = None,
+                 threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"onnxruntime is not installed ({exc}); pip install chain-sdk[cpu] "
+                "(or chain-sdk[gpu] for CUDA)") from exc
+        path = Path(graph_path)
+        if not path.is_file():
+            raise ModelError(f"{path}: graph file not found")
+        kind, index = parse_device(device)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1  # the graphs are sequential chains; no branch parallelism
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+        if kind == "cuda":
+            providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            if kind == "cuda":
+                raise BackendUnavailableError(f"onnxruntime CUDA session failed: {exc}") from exc
+            raise ModelError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+        if kind == "cuda" and "CUDAExecutionProvider" not in self._session.get_providers():
+            raise BackendUnavailableError(
+                "onnxruntime could not start its CUDA provider (no GPU, or the CUDA/cuDNN "
+                f"libraries of this onnxruntime-gpu are missing); available: {ort.get_available_providers()}")
+        self.device = f"{kind}:{index}" if kind == "cuda" else "cpu"
+        self.threads = options.intra_op_num_threads
+        self.graph_path = path
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = set(self._inputs) - set(inputs)
+        if missing:
+            raise ValueError(f"missing inputs {sorted(missing)} for {self.graph_path.name}")
+        results = self._session.run(self._outputs, {k: inputs[k] for k in self._inputs})
+        return dict(zip(self._outputs, results))
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntimeBackend({self.graph_path.name!r}, device={self.device!r}, threads={self.threads})"
