@@ -104,9 +104,13 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
 
 def export_cached(checkpoint: Path, name: str) -> Path:
     """Export `checkpoint` into the cache once; concurrent processes wait for one export."""
-    target = models_cache_dir() / f"{name}-{checkpoint_key(checkpoint)}"
+    key = checkpoint_key(checkpoint)
+    target = models_cache_dir() / f"{name}-{key}"
     if is_model_dir(target):
         return target
+    for existing in sorted(models_cache_dir().glob(f"*-{key}")):  # same weights, other name
+        if is_model_dir(existing):
+            return existing
     try:
         from chain_sdk.export.onnx_export import export_model
     except ImportError as exc:

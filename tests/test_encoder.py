@@ -1,0 +1,204 @@
+"""Encoder on a real exported model (an untrained small CHAIN on the real EfficientNet-Lite0
+backbone, exported by chain_sdk.export through the model cache), real video, real onnxruntime.
+Untrained weights are enough to test that every path computes the same function; the quality
+test at the end uses the packaged default model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from chain_sdk import data
+from chain_sdk.codes import hamming_distance
+from chain_sdk.errors import (
+    ChainSDKError,
+    EmptyVideoError,
+    ModelError,
+    ModelMismatchError,
+    UnsupportedVideoError,
+    VideoOpenError,
+)
+from chain_sdk.video import read_frames
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from chain_sdk.encoder import BatchResult, Encoder  # noqa: E402
+from chain_sdk.models import default_checkpoint, resolve_model  # noqa: E402
+
+T = 8
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """Exported once per machine: the checkpoint bytes are seeded, so the cache key repeats."""
+    from chain_sdk.train.checkpoint import save_checkpoint
+    from chain_sdk.train.model import ChainConfig, ChainModel
+
+    torch.manual_seed(1234)
+    model = ChainModel(ChainConfig(bits=64, frames=T, dim=64, depth=1, heads=2))
+    ckpt = tmp_path_factory.mktemp("ckpt") / "untrained-test-t8"
+    save_checkpoint(ckpt, model, training={"note": "untrained, for plumbing tests only"})
+    return resolve_model(ckpt)
+
+
+@pytest.fixture(scope="session")
+def encoder(model_dir):
+    return Encoder(model_dir, backend="onnxruntime", batch_size=3)
+
+
+@pytest.fixture(scope="session")
+def bikes():
+    return read_frames(data.path("bikes.mp4"))
+
+
+def test_resolve_model_exports_into_the_cache_once(model_dir):
+    again = resolve_model(model_dir / "checkpoint")  # same bytes -> same cache entry
+    assert again == model_dir and (model_dir / "model.json").is_file()
+    assert resolve_model(model_dir) == model_dir  # a model directory is used as is
+
+
+def test_encode_path_equals_array_and_iterator(encoder, bikes):
+    path = data.path("bikes.mp4")
+    code = encoder.encode(path)
+    assert code.dtype == np.uint8 and code.shape == (8,)
+    np.testing.assert_array_equal(encoder.encode(str(path)), code)
+    np.testing.assert_array_equal(encoder.encode(bikes.frames), code)
+    np.testing.assert_array_equal(encoder.encode(iter(bikes.frames)), code)
+
+
+def test_split_and_fused_graphs_agree(model_dir, encoder):
+    fused = Encoder(model_dir, backend="onnxruntime", graphs="fused")
+    for name in ("bikes.mp4", "carphone.mp4", "cityCC0.mpg"):
+        clip = encoder.sample(data.path(name))[None]
+        a, b = encoder.run_clips(clip), fused.run_clips(clip)
+        np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-4)
+        clear = np.abs(a["logits"]) > 1e-3
+        assert np.array_equal(np.unpackbits(a["code"])[clear[0]], np.unpackbits(b["code"])[clear[0]])
+
+
+@pytest.mark.slow
+def test_onnxruntime_and_torch_give_the_same_codes(model_dir, encoder):
+    eager = Encoder(model_dir, backend="torch", graphs="fused")
+    assert all("TorchBackend" in v for v in eager.backend_names.values())
+    clips = np.stack([encoder.sample(data.path(n)) for n in ("bikes.mp4", "carphone.mp4")])
+    ort_out, torch_out = encoder.run_clips(clips), eager.run_clips(clips)
+    np.testing.assert_allclose(ort_out["logits"], torch_out["logits"], atol=1e-3)
+    clear = np.abs(torch_out["logits"]) > 1e-3
+    ort_bits, torch_bits = np.unpackbits(ort_out["code"], axis=1), np.unpackbits(torch_out["code"], axis=1)
+    assert np.array_equal(ort_bits[clear], torch_bits[clear])
+
+
+def test_encode_batch_keeps_order_and_matches_encode(encoder):
+    names = ["carphone.mp4", "bikes.mp4", "cityCC0.mpg", "carphone.mp4"]
+    codes = encoder.encode_batch([data.path(n) for n in names], progress=False)  # batch_size 3: 2 flushes
+    assert codes.shape == (4, 8)
+    for name, code in zip(names, codes):
+        np.testing.assert_array_equal(code, encoder.encode(data.path(name)))
+
+
+@pytest.fixture()
+def mixed_inputs(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    raw = data.path("bigbuckbunny.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(raw[: len(raw) // 3])
+    return [data.path("carphone.mp4"), tmp_path / "missing.mp4", tmp_path / "empty.mp4",
+            np.zeros((4, 8, 8), np.uint8), tmp_path / "cut.mp4", data.path("bikes.mp4")]
+
+
+def test_on_error_collect_returns_codes_positions_and_failures(encoder, mixed_inputs):
+    result = encoder.encode_batch(mixed_inputs, on_error="collect", progress=False)
+    assert isinstance(result, BatchResult)
+    assert result.indices.tolist() == [0, 5]
+    np.testing.assert_array_equal(result.codes[1], encoder.encode(data.path("bikes.mp4")))
+    kinds = {f.index: type(f.error) for f in result.failures}
+    assert kinds[1] is VideoOpenError and kinds[2] is EmptyVideoError
+    assert kinds[3] is UnsupportedVideoError and issubclass(kinds[4], ChainSDKError)
+    assert "missing.mp4" in result.failures[0].source
+
+
+def test_on_error_skip_and_raise(encoder, mixed_inputs):
+    skipped = encoder.encode_batch(mixed_inputs, on_error="skip", progress=False)
+    assert skipped.shape == (2, 8)
+    with pytest.raises(VideoOpenError, match="missing.mp4"):
+        encoder.encode_batch(mixed_inputs, on_error="raise", progress=False)
+    with pytest.raises(ValueError):
+        encoder.encode_batch([], on_error="ignore")
+    assert encoder.encode_batch([], progress=False).shape == (0, 8)
+
+
+def test_stream_windows_equal_encoding_each_window(encoder, bikes):
+    """bikes.mp4: 10 s at 25 fps. Windows of 4 s every 2 s; each window's code must be the code
+    of that window's frames given as an array (index centres == time centres at constant rate)."""
+    segments = list(encoder.stream(data.path("bikes.mp4"), window=4.0, hop=2.0))
+    assert [(s.start, s.end) for s in segments] == [(0, 4), (2, 6), (4, 8), (6, 10)]
+    for seg in segments:
+        frames = bikes.frames[int(seg.start * 25): int(seg.end * 25)]
+        np.testing.assert_array_equal(seg.code, encoder.encode(frames))
+
+
+def test_stream_shorter_than_a_window_yields_one_segment(encoder):
+    segments = list(encoder.stream(data.path("carphone.mp4"), window=10.0, hop=5.0))
+    assert len(segments) == 1 and segments[0].start == 0.0 and segments[0].end == pytest.approx(3.97, abs=0.01)
+
+
+def test_contract_is_enforced(model_dir, tmp_path):
+    with pytest.raises(ModelMismatchError, match="1..8"):
+        Encoder(model_dir, frames=T + 1)
+    fewer = Encoder(model_dir, frames=4)  # shorter clips are within the contract
+    assert fewer.encode(data.path("carphone.mp4")).shape == (8,)
+    tampered = tmp_path / "tampered"
+    shutil.copytree(model_dir, tampered)
+    meta = json.loads((tampered / "model.json").read_text())
+    meta["input_width"] = 160  # the graphs were exported for 224
+    (tampered / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelMismatchError, match="input_width"):
+        Encoder(tampered)
+
+
+def test_bad_model_arguments(tmp_path, monkeypatch):
+    with pytest.raises(ModelError):
+        Encoder(tmp_path / "nope")
+    with pytest.raises(ModelError, match="neither"):
+        Encoder(tmp_path)
+    monkeypatch.setenv("CHAIN_SDK_DEFAULT_CHECKPOINT", str(tmp_path))
+    with pytest.raises(ModelError, match="CHAIN_SDK_DEFAULT_CHECKPOINT"):
+        Encoder()
+
+
+def test_import_chain_sdk_stays_light():
+    code = ("import sys, chain_sdk; chain_sdk.Encoder; chain_sdk.HashCode; "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'onnxscript') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def _default_available() -> bool:
+    try:
+        default_checkpoint()
+    except ModelError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _default_available(), reason="the packaged default checkpoint is not present")
+def test_default_model_puts_edited_copies_closer_than_other_videos(tmp_path):
+    enc = Encoder()
+    frames = read_frames(data.path("bigbuckbunny.mp4")).frames
+    flipped = frames[:, :, ::-1]
+    h, w = frames.shape[1:3]
+    cropped = np.stack([cv2.resize(f[h // 10: -h // 10, w // 10: -w // 10], (w, h)) for f in frames])
+    original = enc.encode(frames)
+    others = [enc.encode(data.path(n)) for n in ("bikes.mp4", "carphone.mp4", "cityCC0.mpg")]
+    for copy in (flipped, cropped):
+        d_copy = hamming_distance(original, enc.encode(copy))
+        assert all(d_copy < hamming_distance(original, o) for o in others)
