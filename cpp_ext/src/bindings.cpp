@@ -102,6 +102,16 @@ NB_MODULE(_hamming, m) {
   m.def("get_num_threads", [] { return threads_or_default(0); });
 
   m.def(
+      "stream_read",
+      [](const Codes& buf, int threads) {
+        const size_t bytes = buf.shape(0) * buf.shape(1);
+        const int t = threads_or_default(threads);
+        nb::gil_scoped_release nogil;
+        return chs::stream_read(buf.data(), bytes, t);
+      },
+      "buf"_a.noconvert(), "threads"_a = 0, "Read-bandwidth probe: XOR of every byte (benchmarks).");
+
+  m.def(
       "knn",
       [](const Codes& db, const Codes& queries, size_t k, std::optional<Bitmap> deleted,
          const std::string& isa, int threads, bool generic) {

@@ -70,6 +70,9 @@ std::vector<std::vector<uint64_t>> range_search(const uint8_t* db, size_t n, siz
                                                 const uint8_t* queries, size_t nq, uint32_t radius,
                                                 const SearchOptions& opt);
 
+// Reads every byte with `threads` threads; returns an XOR checksum (a read-bandwidth probe).
+uint64_t stream_read(const uint8_t* p, size_t bytes, int threads);
+
 // Stable counting sort of keys (already in position order) by distance.
 void counting_sort_by_distance(std::vector<uint64_t>& keys, uint32_t max_d);
 
