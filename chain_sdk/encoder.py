@@ -109,7 +109,7 @@ class Encoder:
         from chain_sdk.backends.onnxruntime import available_cores
 
         self.decode_workers = decode_workers or min(4, available_cores())
-        log.info("Encoder(%s): %d bits, T=%d, %s graphs on %s", self.model_dir, self.bits,
+        log.debug("Encoder(%s): %d bits, T=%d, %s graphs on %s", self.model_dir, self.bits,
                  self.frames, self.mode, self.backend_names)
 
     # ------------------------------------------------------------------ setup

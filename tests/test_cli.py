@@ -1,0 +1,100 @@
+"""The chain-sdk command line, run in-process through main(argv) on real videos and a real
+exported (untrained) model from the model cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chain_sdk import cli, data
+from chain_sdk.codes import from_hex
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from chain_sdk.models import resolve_model
+    from chain_sdk.train.checkpoint import save_checkpoint
+    from chain_sdk.train.model import ChainConfig, ChainModel
+
+    torch.manual_seed(1234)  # the same weights as tests/test_encoder.py: one cached export
+    model = ChainModel(ChainConfig(bits=64, frames=8, dim=64, depth=1, heads=2))
+    ckpt = tmp_path_factory.mktemp("ckpt") / "untrained-test-t8"
+    save_checkpoint(ckpt, model, training={"note": "untrained, for plumbing tests only"})
+    return str(resolve_model(ckpt))
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("encode", "data", "index", "search", "demo"):
+        assert command in out
+
+
+def test_encode_jsonl_reports_each_video_and_partial_failure(model_dir, tmp_path, capsys):
+    out = tmp_path / "codes.jsonl"
+    videos = [str(data.path("bikes.mp4")), str(tmp_path / "missing.mp4"), str(data.path("carphone.mp4"))]
+    rc = cli.main(["encode", *videos, "--model", model_dir, "-o", str(out), "--no-progress"])
+    assert rc == cli.EXIT_PARTIAL
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["path"] for r in rows] == videos
+    assert rows[1]["error_type"] == "VideoOpenError" and "code" not in rows[1]
+    from chain_sdk.encoder import Encoder
+
+    np.testing.assert_array_equal(from_hex(rows[2]["code"]), Encoder(model_dir).encode(videos[2]))
+    assert "missing.mp4" in capsys.readouterr().err
+
+
+def test_npy_index_and_search_round_trip(model_dir, tmp_path, capsys):
+    videos = [str(data.path(n)) for n in ("bikes.mp4", "carphone.mp4", "cityCC0.mpg")]
+    codes = tmp_path / "codes.npy"
+    assert cli.main(["encode", *videos, "--model", model_dir, "-o", str(codes), "--no-progress"]) == 0
+    assert np.load(codes).shape == (3, 8)
+    assert (tmp_path / "codes.sources.txt").read_text().splitlines() == videos
+    index = tmp_path / "videos.idx"
+    assert cli.main(["index", "build", "--codes", str(codes), "--out", str(index)]) == 0
+    capsys.readouterr()
+    assert cli.main(["search", videos[2], "--index", str(index), "-k", "2", "--model", model_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["1", "distance", "0"] and lines[1].endswith("cityCC0.mpg")
+
+
+def test_parquet_round_trip(model_dir, tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "codes.parquet"
+    videos = [str(data.path("carphone.mp4")), str(tmp_path / "nope.mp4")]
+    assert cli.main(["encode", *videos, "--model", model_dir, "-o", str(out), "--no-progress"]) == 2
+    codes, sources = cli.read_codes(out)
+    assert codes.shape == (1, 8) and sources == videos[:1]
+
+
+def test_usage_and_model_errors_exit_1(model_dir, tmp_path, capsys):
+    assert cli.main(["encode", "x.mp4", "--model", model_dir, "-o", str(tmp_path / "a.csv")]) == 1
+    assert cli.main(["encode", "x.mp4", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "a.npy")]) == 1
+    assert "error" in capsys.readouterr().err
+
+
+def test_opencv_fallback_makes_an_edited_copy(tmp_path, monkeypatch):
+    """Without imageio-ffmpeg the demo edits and writes copies with OpenCV alone."""
+    from chain_sdk.video import read_frames
+
+    monkeypatch.setattr(cli, "_ffmpeg", lambda: None)
+    src = data.path("carphone.mp4")
+    copy = cli.make_copy(src, tmp_path / "carphone.flip.mp4", "flip")
+    a, b = read_frames(src), read_frames(copy)
+    assert b.frames.shape == a.frames.shape
+    # mp4v is lossy: compare the flipped original with the copy loosely
+    assert np.abs(a.frames[10, :, ::-1].astype(int) - b.frames[10]).mean() < 12
+
+
+@pytest.mark.slow
+def test_demo_prints_the_match_table(model_dir, tmp_path, capsys):
+    assert cli.main(["demo", "--model", model_dir, "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "copies matched their original" in out and "bigbuckbunny.flip.mp4" in out
