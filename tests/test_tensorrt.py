@@ -58,12 +58,12 @@ def test_cache_key_changes_with_everything_that_makes_an_engine_stale():
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
 def test_clear_error_without_tensorrt(tmp_path):
     from chain_sdk.backends.tensorrt import TensorRTBackend
-    from chain_sdk.export.tensorrt_build import build_engine
+    from chain_sdk.export.tensorrt_build import require_tensorrt
 
     with pytest.raises(BackendUnavailableError, match="TensorRT"):
         TensorRTBackend(tmp_path)
-    with pytest.raises((BackendUnavailableError, Exception)):
-        build_engine(tmp_path, tmp_path / "engine")
+    with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
+        require_tensorrt()
 
 
 @pytest.mark.tensorrt
