@@ -13,6 +13,11 @@ What is from the CHAIN paper (ACM MM 2023) and what is a proposal of this projec
   (a zero logit is a 1 bit, never a third value), a straight-through estimator with a
   hard-tanh window for training. Depth, width, heads and dropout are not public; the defaults
   are sized for CPU training and are proposals.
+- Proposal (frame order verification, chain_method.md §2.3): `order_head`, a Linear(dim, frames)
+  on each frame token that predicts the frame's original index. It lives in the model so that
+  checkpoints carry it, but `forward` (the path that export traces) never touches it.
+- Proposal: `forward(features, positions)` takes optional position indices, so a clip of fewer
+  frames sampled from a T-frame grid keeps the positions of its frames on that grid.
 """
 
 from __future__ import annotations
@@ -137,15 +142,23 @@ class ChainModel(nn.Module):
         self.norm = nn.LayerNorm(c.dim, eps=1e-6)
         self.hash = nn.Linear(c.dim, c.bits)
         self.hash_norm = nn.LayerNorm(c.bits, eps=1e-6)
+        # Task head of frame order verification; unused by forward (so absent from exports).
+        self.order_head = nn.Linear(c.dim, c.frames)
 
-    def forward(self, features: torch.Tensor) -> ChainOutput:
+    def forward(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> ChainOutput:
+        """`positions` [B, t] (int64, each < frames) picks position embeddings; default 0..t-1."""
         t = features.shape[1]
-        x = self.drop(self.embed(features) + self.pos[:t])
+        pos = self.pos[:t] if positions is None else self.pos[positions]
+        x = self.drop(self.embed(features) + pos)
         for block in self.blocks:
             x = block(x)
         tokens = self.norm(x)
         frame_logits = self.hash_norm(self.hash(tokens))
         return ChainOutput(tokens, frame_logits, frame_logits.mean(dim=1))
+
+    def predict_order(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, t, frames] over each token's original frame index."""
+        return self.order_head(tokens)
 
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:

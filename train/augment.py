@@ -1,0 +1,140 @@
+"""CHAIN's spatio-temporal augmentation on raw uint8 BGR frames (OpenCV + numpy).
+
+Paper facts (chain_method.md §1.1, §2.1): augmentations are applied to raw frames before the 2D
+CNN; temporal augmentation is segment-sampling based; spatial augmentation is temporally
+consistent (one transform for every frame of a clip, as in CVRL).
+Proposals (chain_method.md §2.3; every number is a field of `SpatialAugmentConfig`):
+CVRL/SimCLR-style random resized crop (area 0.3..1, aspect 3/4..4/3), horizontal flip (p 0.5),
+colour jitter (p 0.8; brightness, contrast, saturation 0.4, hue 0.1, in random order) and
+greyscale (p 0.2). Temporal sampling is `chain_sdk.video.segment_indices` (random frame per
+segment for training, centres at test time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from chain_sdk.video import segment_indices
+
+__all__ = ["SpatialAugmentConfig", "SpatialParams", "draw_params", "apply_params",
+           "augment_clip", "segment_indices"]
+
+
+@dataclass(frozen=True)
+class SpatialAugmentConfig:
+    crop_scale: tuple[float, float] = (0.3, 1.0)  # fraction of the frame area kept
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range of the crop
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1  # fraction of the hue circle
+    grey_p: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpatialParams:
+    """One draw of the spatial transform; applied identically to every frame of a clip."""
+
+    crop: tuple[int, int, int, int]  # y, x, height, width in source pixels
+    flip: bool
+    jitter: tuple[tuple[str, float], ...]  # (operation, factor) in application order; may be empty
+    grey: bool
+
+
+def draw_params(rng: np.random.Generator, height: int, width: int,
+                config: SpatialAugmentConfig = SpatialAugmentConfig()) -> SpatialParams:
+    """Draw one transform for frames of `height` x `width` (torchvision-style crop sampling)."""
+    return SpatialParams(_draw_crop(rng, height, width, config), bool(rng.random() < config.flip_p),
+                         _draw_jitter(rng, config), bool(rng.random() < config.grey_p))
+
+
+def _draw_crop(rng, height, width, config) -> tuple[int, int, int, int]:
+    area = height * width
+    log_ratio = np.log(config.crop_ratio)
+    for _ in range(10):
+        target = area * rng.uniform(*config.crop_scale)
+        ratio = float(np.exp(rng.uniform(*log_ratio)))
+        w = int(round(np.sqrt(target * ratio)))
+        h = int(round(np.sqrt(target / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    side = min(height, width)  # fallback: the central square
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def _draw_jitter(rng, config) -> tuple[tuple[str, float], ...]:
+    if rng.random() >= config.jitter_p:
+        return ()
+    ops = []
+    for name, strength in (("brightness", config.brightness), ("contrast", config.contrast),
+                           ("saturation", config.saturation)):
+        if strength > 0:
+            ops.append((name, float(rng.uniform(max(0.0, 1 - strength), 1 + strength))))
+    if config.hue > 0:
+        ops.append(("hue", float(rng.uniform(-config.hue, config.hue))))
+    order = rng.permutation(len(ops))
+    return tuple(ops[i] for i in order)
+
+
+def apply_params(frames: np.ndarray, params: SpatialParams, out_size: tuple[int, int]) -> np.ndarray:
+    """Apply one draw to uint8 BGR frames [N, H, W, 3] -> uint8 [N, out_h, out_w, 3]."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
+    y, x, h, w = params.crop
+    out_h, out_w = out_size
+    resized = np.stack([cv2.resize(f[y:y + h, x:x + w], (out_w, out_h), interpolation=cv2.INTER_AREA)
+                        for f in frames])
+    if params.flip:
+        resized = resized[:, :, ::-1]
+    img = resized.astype(np.float32)
+    for name, factor in params.jitter:
+        img = _JITTER[name](img, factor)
+    if params.grey:
+        img = np.repeat(_grey(img)[..., None], 3, axis=-1)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    # ITU-R 601 luma on BGR channels (what cv2.COLOR_BGR2GRAY computes).
+    return img[..., 0] * 0.114 + img[..., 1] * 0.587 + img[..., 2] * 0.299
+
+
+def _brightness(img: np.ndarray, f: float) -> np.ndarray:
+    return np.clip(img * f, 0, 255)
+
+
+def _contrast(img: np.ndarray, f: float) -> np.ndarray:
+    mean = _grey(img).mean(axis=(1, 2), keepdims=True)[..., None]
+    return np.clip(mean + f * (img - mean), 0, 255)
+
+
+def _saturation(img: np.ndarray, f: float) -> np.ndarray:
+    grey = _grey(img)[..., None]
+    return np.clip(grey + f * (img - grey), 0, 255)
+
+
+def _hue(img: np.ndarray, shift: float) -> np.ndarray:
+    out = np.empty_like(img)
+    for i, frame in enumerate(np.clip(np.rint(img), 0, 255).astype(np.uint8)):
+        hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)  # OpenCV hue is 0..179
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(shift * 180))) % 180).astype(np.uint8)
+        out[i] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    return out
+
+
+_JITTER = {"brightness": _brightness, "contrast": _contrast, "saturation": _saturation, "hue": _hue}
+
+
+def augment_clip(frames: np.ndarray, rng: np.random.Generator, out_size: tuple[int, int],
+                 config: SpatialAugmentConfig = SpatialAugmentConfig()) -> np.ndarray:
+    """One temporally consistent random transform of a whole clip [N, H, W, 3]."""
+    params = draw_params(rng, frames.shape[1], frames.shape[2], config)
+    return apply_params(frames, params, out_size)

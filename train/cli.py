@@ -1,0 +1,220 @@
+"""`chain-train`: train CHAIN from features or raw video, resume, evaluate.
+
+    chain-train fit --features TRAIN.h5 --bits 64 --epochs E --batch-size B --out CKPT_DIR
+    chain-train fit --videos VIDEO_DIR_OR_FILES... --backbone efficientnet_lite0 --out CKPT_DIR \\
+        [--time-range 0 240] [--segment 10] [--augment-draws 4]
+    chain-train fit ... --out CKPT_DIR --resume
+    chain-train eval --checkpoint CKPT_DIR --query Q.h5 --query-labels QL.mat \\
+        --database D.h5 --database-labels DL.mat --out EVAL_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from chain_sdk.errors import ChainSDKError, CheckpointError
+
+log = logging.getLogger("chain_sdk.train")
+
+ARCH_ARGS = ("bits", "frames", "dim", "depth", "heads", "dropout", "position")
+
+
+def resolve_backbone(name: str) -> Any:
+    """The frozen frame CNN by name or ONNX path (chain_sdk.export.backbones)."""
+    from chain_sdk.export.backbones import get_backbone
+
+    backbone = get_backbone(name)
+    backbone.eval()
+    return backbone
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    root = os.environ.get("CHAIN_SDK_CACHE") or Path.home() / ".cache" / "chain-sdk"
+    return Path(root) / "train-features"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chain-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_fit(sub.add_parser("fit", help="train (or --resume) a model"))
+    _add_eval(sub.add_parser("eval", help="mAP@K, P/R@K, PR curve and t-SNE on feature files"))
+    return parser
+
+
+def _add_fit(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", help="HDF5 file with dataset 'feats' (N, T, D)")
+    src.add_argument("--videos", nargs="+", help="video files and/or directories of videos")
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g = p.add_argument_group("model (defaults: ChainConfig; taken from the checkpoint on --resume)")
+    g.add_argument("--bits", type=int)
+    g.add_argument("--frames", type=int, help="T, frames per clip (videos; features: the file's T)")
+    g.add_argument("--dim", type=int)
+    g.add_argument("--depth", type=int)
+    g.add_argument("--heads", type=int)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--position", choices=("sinusoidal", "learned"))
+    t = p.add_argument_group("optimisation")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--min-lr", type=float, default=1e-5)
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads (default 1: on a busy 2-core machine 2 threads ran "
+                   "40x slower per op; raise it on a dedicated many-core machine)")
+    t.add_argument("--log-every", type=int, default=10)
+    k = p.add_argument_group("tasks (ablations: --no-*)")
+    k.add_argument("--no-contrastive", action="store_true")
+    k.add_argument("--no-order", action="store_true")
+    k.add_argument("--no-scene", action="store_true")
+    k.add_argument("--w-contrastive", type=float, default=1.0)
+    k.add_argument("--w-order", type=float, default=0.5)
+    k.add_argument("--w-scene", type=float, default=0.5)
+    k.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature")
+    k.add_argument("--debiased", action="store_true", help="ConMH's debiased contrastive loss")
+    k.add_argument("--tau-plus", type=float, default=0.1)
+    k.add_argument("--code", choices=("ste", "tanh", "frame_mean"), default="ste",
+                   help="what the contrastive loss compares")
+    k.add_argument("--order-fraction", type=float, default=1.0, help="fraction of slots shuffled")
+    k.add_argument("--scene-temperature", type=float, default=0.1)
+    k.add_argument("--scene-damping", type=float, default=0.5)
+    k.add_argument("--scene-batch-negatives", action="store_true")
+    f = p.add_argument_group("features input")
+    f.add_argument("--view-frames", type=int, help="frames per view (default ceil(T/2))")
+    v = p.add_argument_group("raw video input")
+    v.add_argument("--backbone", default="efficientnet_lite0",
+                   help="frozen frame CNN (name or ONNX path); with --features only recorded")
+    v.add_argument("--augment-draws", type=int, default=4, help="A, augmentation draws per window")
+    v.add_argument("--dense-frames", type=int, help="candidate frames per window (default 2T)")
+    v.add_argument("--fps", type=float, help="decode at most this many frames per second")
+    v.add_argument("--segment", type=float, default=10.0,
+                   help="window length in seconds (<= 0: whole video is one window)")
+    v.add_argument("--time-range", type=float, nargs=2, metavar=("START", "END"),
+                   help="film-time range in seconds kept from every video")
+    v.add_argument("--cache-dir", help=f"feature cache (default {default_cache_dir()})")
+
+
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--query", required=True)
+    p.add_argument("--query-labels", required=True)
+    p.add_argument("--database", required=True)
+    p.add_argument("--database-labels", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 40, 60, 80, 100])
+    p.add_argument("--tie-order", choices=("stable", "published"), default="stable")
+    p.add_argument("--tsne-points", type=int, default=2000)
+
+
+def _model_config(args: argparse.Namespace, frames: int, feature_dim: int):
+    from .checkpoint import read_config
+    from .model import ChainConfig
+
+    given = {name: getattr(args, name) for name in ARCH_ARGS if getattr(args, name) is not None}
+    given.update(frames=frames, feature_dim=feature_dim)
+    if args.resume:
+        saved = read_config(args.out)["model"]
+        clashes = {k: (v, saved[k]) for k, v in given.items() if saved.get(k) != v}
+        if clashes:
+            raise CheckpointError(f"{args.out}: --resume with settings that differ from the "
+                                  f"checkpoint (given, saved): {clashes}")
+        return ChainConfig.from_dict(saved)
+    return ChainConfig(**given)
+
+
+def _train_config(args: argparse.Namespace):
+    from .trainer import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values.update(contrastive=not args.no_contrastive, order=not args.no_order,
+                  scene=not args.no_scene, scene_max_iter=200)
+    return TrainConfig(**values)
+
+
+def _views_from_features(args):
+    from .data import FeatureViews, open_features
+
+    views = FeatureViews(open_features(args.features), args.view_frames)
+    if args.frames is not None and args.frames != views.frames:
+        raise ValueError(f"--frames {args.frames} differs from the file's T={views.frames}")
+    backbone = {"name": args.backbone, "feature_dim": views.feature_dim,
+                "input_size": [224, 224] if args.backbone == "efficientnet_lite0" else None}
+    return views, backbone
+
+
+def _views_from_videos(args, frames: int):
+    from .augment import SpatialAugmentConfig
+    from .data import ExtractionConfig, VideoWindowViews, build_window_cache
+
+    backbone = resolve_backbone(args.backbone)
+    config = ExtractionConfig(
+        frames=frames, dense_frames=args.dense_frames, fps=args.fps,
+        segment=args.segment if args.segment and args.segment > 0 else None,
+        time_range=tuple(args.time_range) if args.time_range else None,
+        draws=args.augment_draws, seed=args.seed, spatial=SpatialAugmentConfig())
+    windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
+    info = {"name": backbone.name, "feature_dim": int(backbone.feature_dim),
+            "input_size": list(backbone.input_size)}
+    return VideoWindowViews(windows, frames), info
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .checkpoint import read_config
+    from .trainer import Trainer
+
+    if args.features:
+        views, backbone = _views_from_features(args)
+    else:
+        frames = args.frames
+        if frames is None:
+            frames = read_config(args.out)["model"]["frames"] if args.resume else 25
+        views, backbone = _views_from_videos(args, frames)
+    model_config = _model_config(args, views.frames, views.feature_dim)
+    train_config = _train_config(args)
+    train_config.extra = {"source": args.features or args.videos,
+                          "time_range": args.time_range, "segment": args.segment}
+    trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
+    out = trainer.fit(resume=args.resume)
+    print(f"checkpoint: {out} (step {trainer.step})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table
+
+    result = evaluate(args.checkpoint, args.query, args.query_labels, args.database,
+                      args.database_labels, args.out, ks=args.ks, tie_order=args.tie_order,
+                      tsne_points=args.tsne_points)
+    print(format_table(result, args.ks))
+    print(f"written: {Path(args.out) / 'metrics.json'}, pr_curve.png, tsne.png")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return cmd_fit(args) if args.command == "fit" else cmd_eval(args)
+    except (ChainSDKError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
