@@ -1,0 +1,154 @@
+"""`chain-export`: checkpoint -> ONNX -> fp16/int8 -> TensorRT -> Triton, plus parity checks.
+
+    chain-export onnx     --checkpoint CKPT_DIR --out MODEL_DIR
+    chain-export quantize --model MODEL_DIR --precision fp16|int8 [--calibration VIDEOS...] --out MODEL_DIR2
+    chain-export trt      --model MODEL_DIR --precision fp32|fp16|int8 --min-batch 1 --opt-batch 8 --max-batch 32 --out ENGINE_DIR
+    chain-export triton   --model MODEL_DIR|ENGINE_DIR --out REPO
+    chain-export verify   --reference MODEL_DIR --candidate MODEL_DIR2|ENGINE_DIR --videos VIDEOS... [--min-agreement 0.99]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from chain_sdk.errors import ChainSDKError
+
+log = logging.getLogger("chain_sdk.export")
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_model
+
+    out = export_model(args.checkpoint, args.out, backbone=args.backbone, opset=args.opset, color_order=args.color_order)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize_model
+
+    out = quantize_model(args.model, args.out, args.precision, calibration=args.calibration,
+                         frames_per_video=args.frames_per_video)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_trt(args: argparse.Namespace) -> int:
+    from chain_sdk.contract import read_model_dir
+
+    from .tensorrt_build import Profile, build_engine
+
+    contract = read_model_dir(args.model)
+    if contract.precision != args.precision:
+        raise ChainSDKError(
+            f"{args.model} holds {contract.precision} graphs; for --precision {args.precision} pass the model "
+            f"directory made by `chain-export quantize --precision {args.precision}` (TensorRT 11 takes precision "
+            f"from the ONNX)" if args.precision != "fp32" else f"{args.model} is not an fp32 model directory")
+    out = build_engine(args.model, args.out, Profile(args.min_batch, args.opt_batch, args.max_batch), role=args.graph,
+                       workspace_bytes=int(args.workspace_gb * (1 << 30)), optimization_level=args.optimization_level,
+                       timing_cache=args.timing_cache, dla_core=args.dla_core, rebuild=args.rebuild)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_triton(args: argparse.Namespace) -> int:
+    from .triton import write_triton_repository
+
+    folder = write_triton_repository(args.model, args.out, name=args.name, role=args.graph, version=args.version,
+                                     max_batch_size=args.max_batch_size, instances=args.instances, kind=args.kind)
+    print(f"wrote {folder}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(args.reference, args.candidate, args.videos, clips_per_video=args.clips_per_video)
+    print(f"{'candidate':<40} {'clips':>6} {'bit agreement':>14} {'mean Hamming':>13} {'max':>4}")
+    print(f"{str(args.candidate):<40} {report.clips:>6} {report.bit_agreement:>14.5f} "
+          f"{report.mean_hamming:>13.3f} {report.max_hamming:>4}")
+    if report.bit_agreement < args.min_agreement:
+        print(f"FAIL: bit agreement {report.bit_agreement:.5f} < {args.min_agreement}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chain-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("onnx", help="export a training checkpoint to backbone/temporal/chain ONNX graphs")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--out", required=True, type=Path, help="model directory to write")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="registered backbone name or a backbone.onnx "
+                   "declaring the contract (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=20, help="ONNX opset, 17..20 (default: %(default)s)")
+    p.add_argument("--color-order", choices=["BGR", "RGB"], default="BGR", help="colour order of the uint8 frames "
+                   "the graphs take (default: %(default)s, as OpenCV decodes)")
+    p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("quantize", help="make an fp16 (AutoCast-style) or int8 (Q/DQ) copy of a model directory")
+    p.add_argument("--model", required=True, type=Path, help="fp32 model directory")
+    p.add_argument("--precision", required=True, choices=["fp16", "int8"])
+    p.add_argument("--calibration", nargs="+", type=Path, help="videos for int8 calibration (default: the sample clips)")
+    p.add_argument("--frames-per-video", type=int, default=25, help="calibration frames per video (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("trt", help="build a TensorRT engine (needs TensorRT and an NVIDIA GPU)")
+    p.add_argument("--model", required=True, type=Path, help="model directory whose precision matches --precision")
+    p.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
+    p.add_argument("--graph", choices=["chain", "backbone", "temporal"], default="chain", help="default: %(default)s")
+    p.add_argument("--min-batch", type=int, default=1)
+    p.add_argument("--opt-batch", type=int, default=8)
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--workspace-gb", type=float, default=2.0, help="tactic workspace limit (default: %(default)s)")
+    p.add_argument("--optimization-level", type=int, default=3, choices=range(6), help="builder level 0..5")
+    p.add_argument("--timing-cache", type=Path, help="timing cache file (default: ENGINE_DIR/timing.cache)")
+    p.add_argument("--dla-core", type=int, help="Jetson DLA core for the backbone graph (static batch, fp16/int8)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if the cached engine's key matches")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_trt)
+
+    p = sub.add_parser("triton", help="write a Triton model repository")
+    p.add_argument("--model", required=True, type=Path, help="model directory (ONNX) or engine directory (plan)")
+    p.add_argument("--out", required=True, type=Path, help="repository root")
+    p.add_argument("--name", default="chain")
+    p.add_argument("--graph", choices=["chain", "backbone", "temporal"], default="chain")
+    p.add_argument("--version", type=int, default=1)
+    p.add_argument("--max-batch-size", type=int, help="default: the engine profile's max, or 16 for ONNX")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
+    p.set_defaults(func=cmd_triton)
+
+    p = sub.add_parser("verify", help="bit agreement and Hamming drift of a candidate vs a reference on real video")
+    p.add_argument("--reference", required=True, type=Path)
+    p.add_argument("--candidate", required=True, type=Path)
+    p.add_argument("--videos", required=True, nargs="+", type=Path)
+    p.add_argument("--clips-per-video", type=int, default=4)
+    p.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this (default: %(default)s)")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, default_command: str | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if default_command and (not args_list or args_list[0].startswith("-")):
+        args_list.insert(0, default_command)
+    args = build_parser().parse_args(args_list)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ChainSDKError as exc:
+        print(f"chain-export {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
