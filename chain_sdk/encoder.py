@@ -13,8 +13,9 @@ ahead of inference, so the backend is fed while the next videos decode.
 
 Graphs: "split" runs backbone.onnx on frame chunks then temporal.onnx on [B, T, D] (frames of
 several videos share one backbone batch, chunk size independent of T); "fused" runs chain.onnx
-on [B, T, H, W, 3]. Both give the same codes; on a 2-core CPU they run within a few percent of
-each other (benchmarks/bench_encoder.py), so "auto" takes "split" where both exist.
+on [B, T, H, W, 3]. Both give the same codes. On the 2-core development CPU fused took 0.99x
+and 1.33x the time of split in two runs of benchmarks/bench_encoder.py (8 ten-second 720p clips),
+so "auto" takes "split" where both exist; a one-engine TensorRT deployment may prefer "fused".
 """
 
 from __future__ import annotations

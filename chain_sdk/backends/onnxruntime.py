@@ -58,6 +58,9 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1  # the graphs are sequential chains; no branch parallelism
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+        # ORT's worker threads spin after each run by default; on a small CPU that spinning
+        # starves the decoder threads that should be preparing the next batch.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if kind == "cuda":
             providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         else:
