@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <stdexcept>
 
 #include "pool.hpp"
@@ -54,6 +55,10 @@ MultiIndexHash::MultiIndexHash(const uint8_t* db, size_t n, size_t cb, const std
       t.pos.resize(n);
       std::vector<uint32_t> fill(t.offsets.begin(), t.offsets.end() - 1);
       for (size_t i = 0; i < n; ++i) t.pos[fill[keys[i]]++] = uint32_t(i);
+      if (cb <= 8) {  // copy the codes into bucket order: a probe then reads one contiguous run
+        t.codes.resize(n * cb);
+        for (size_t e = 0; e < n; ++e) std::memcpy(&t.codes[e * cb], db + size_t(t.pos[e]) * cb, cb);
+      }
     }
   });
 }
@@ -66,7 +71,7 @@ std::vector<int> MultiIndexHash::sub_bits() const {
 
 size_t MultiIndexHash::memory_bytes() const {
   size_t b = 0;
-  for (const auto& t : tables_) b += 4 * (t.offsets.size() + t.pos.size());
+  for (const auto& t : tables_) b += 4 * (t.offsets.size() + t.pos.size()) + t.codes.size();
   return b;
 }
 
@@ -82,31 +87,74 @@ void MultiIndexHash::cost(const uint8_t* q, uint32_t radius, uint64_t& probes, u
   }
 }
 
-std::vector<uint64_t> MultiIndexHash::range(const uint8_t* db, const uint8_t* q, uint32_t radius,
-                                            const SearchOptions& opt) const {
-  const ScanFn verify = opt.isa == Isa::avx512 ? scan_avx512(cb_, false)
-                        : opt.isa == Isa::avx2 ? scan_avx2(cb_, false)
-                                               : scan_scalar(cb_, false);
+namespace {
+template <bool HwPopcnt>
+inline uint32_t hamming(const uint8_t* a, const uint8_t* b, size_t cb);
+
+template <>
+inline uint32_t hamming<false>(const uint8_t* a, const uint8_t* b, size_t cb) {
+  uint32_t d = 0;
+  size_t j = 0;
+  for (; j + 8 <= cb; j += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a + j, 8);
+    std::memcpy(&y, b + j, 8);
+    d += uint32_t(__builtin_popcountll(x ^ y));
+  }
+  for (; j < cb; ++j) d += uint32_t(__builtin_popcount(unsigned(a[j] ^ b[j])));
+  return d;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+__attribute__((target("popcnt"))) inline uint32_t hamming_hw(const uint8_t* a, const uint8_t* b, size_t cb) {
+  uint32_t d = 0;
+  size_t j = 0;
+  for (; j + 8 <= cb; j += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a + j, 8);
+    std::memcpy(&y, b + j, 8);
+    d += uint32_t(__builtin_popcountll(x ^ y));
+  }
+  for (; j < cb; ++j) d += uint32_t(__builtin_popcount(unsigned(a[j] ^ b[j])));
+  return d;
+}
+template <>
+inline uint32_t hamming<true>(const uint8_t* a, const uint8_t* b, size_t cb) { return hamming_hw(a, b, cb); }
+#else
+template <>
+inline uint32_t hamming<true>(const uint8_t* a, const uint8_t* b, size_t cb) { return hamming<false>(a, b, cb); }
+#endif
+}  // namespace
+
+template <bool HwPopcnt>
+void MultiIndexHash::probe_all(const uint8_t* db, const uint8_t* q, uint32_t radius, Collector& c) const {
   const int sub = int(radius / tables_.size());
-  Collector c;
-  c.reset_radius(std::min<uint32_t>(radius, uint32_t(cb_ * 8)), opt.deleted);
   std::vector<uint32_t> qkeys;
   for (const auto& t : tables_) qkeys.push_back(key_of(q, t));
-  auto popcount32 = [](uint32_t x) { int c = 0; for (; x; x &= x - 1) ++c; return c; };
   for (size_t j = 0; j < tables_.size(); ++j) {
     const Table& t = tables_[j];
     auto visit = [&](uint32_t key) {
       for (uint32_t e = t.offsets[key]; e < t.offsets[key + 1]; ++e) {
         const uint32_t p = t.pos[e];
-        const uint8_t* code = db + size_t(p) * cb_;
+        const uint8_t* code = t.codes.empty() ? db + size_t(p) * cb_ : &t.codes[size_t(e) * cb_];
+        const uint32_t d = hamming<HwPopcnt>(code, q, cb_);
+        if (int32_t(d) > c.limit || c.is_deleted(p)) continue;
         bool seen = false;  // found already through an earlier table?
         for (size_t i = 0; i < j && !seen; ++i)
-          seen = popcount32(key_of(code, tables_[i]) ^ qkeys[i]) <= sub;
-        if (!seen) verify(db, p, size_t(p) + 1, q, cb_, c);
+          seen = __builtin_popcount(key_of(code, tables_[i]) ^ qkeys[i]) <= sub;
+        if (!seen) c.push(d, p);
       }
     };
     for_each_neighbour(qkeys[j], 0, t.len, std::min(sub, t.len), visit);
   }
+}
+
+std::vector<uint64_t> MultiIndexHash::range(const uint8_t* db, const uint8_t* q, uint32_t radius,
+                                            const SearchOptions& opt) const {
+  Collector c;
+  c.reset_radius(std::min<uint32_t>(radius, uint32_t(cb_ * 8)), opt.deleted);
+  if (opt.isa != Isa::scalar) probe_all<true>(db, q, radius, c);  // AVX2/AVX-512 CPUs have POPCNT
+  else probe_all<false>(db, q, radius, c);
   std::sort(c.keys.begin(), c.keys.end());
   return std::move(c.keys);
 }

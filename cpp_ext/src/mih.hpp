@@ -31,8 +31,11 @@ class MultiIndexHash {
     int start = 0, len = 0;
     std::vector<uint32_t> offsets;  // 2^len + 1
     std::vector<uint32_t> pos;      // positions grouped by substring value, increasing within a bucket
+    std::vector<uint8_t> codes;     // codes in bucket order (codes <= 64 bits): sequential verification
   };
   uint32_t key_of(const uint8_t* code, const Table& t) const;
+  template <bool HwPopcnt>
+  void probe_all(const uint8_t* db, const uint8_t* q, uint32_t radius, Collector& c) const;
   size_t n_, cb_;
   std::vector<Table> tables_;
 };
