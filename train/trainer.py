@@ -104,7 +104,9 @@ class Trainer:
         if self.batch < 2:
             raise ValueError("need at least 2 training videos")
         self.steps_per_epoch = views.n_videos // self.batch
-        self.total_steps = config.epochs * self.steps_per_epoch
+        # The lr schedule spans all epochs; --max-steps only stops early (an interrupted run).
+        self.schedule_steps = config.epochs * self.steps_per_epoch
+        self.total_steps = self.schedule_steps
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
@@ -119,7 +121,7 @@ class Trainer:
     def _lr_factor(self, step: int) -> float:
         if step < self.cfg.warmup_steps:
             return (step + 1) / self.cfg.warmup_steps
-        span = max(1, self.total_steps - self.cfg.warmup_steps)
+        span = max(1, self.schedule_steps - self.cfg.warmup_steps)
         progress = min(1.0, (step - self.cfg.warmup_steps) / span)
         floor = self.cfg.min_lr / self.cfg.lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
