@@ -1,0 +1,411 @@
+"""One command from videos to the committed near-duplicate retrieval report.
+
+    .venv/bin/python -m benchmarks.retrieval.report --split dev \\
+        --models chain=runs/chain64/model no_order=runs/no_order/model \\
+        --training-log runs/chain64/train_log.csv \\
+        --out docs/near_duplicate_report.md
+
+Steps: cut and edit the split's videos with ffmpeg (cached), compute the EfficientNet-Lite0
+frame features once (cached), run every method (float reference, PCA-sign, random hyperplanes,
+each CHAIN model dir, each installed peer), rank the database per query, and write the Markdown
+report, its figures (next to it, in `figures/`) and a JSON file with every query's rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.retrieval import dataset, features, methods, metrics, peers
+
+log = logging.getLogger("benchmarks.retrieval")
+
+
+@dataclass
+class Evaluated:
+    result: methods.MethodResult
+    ranks: np.ndarray  # [Q], 1-based; failed queries get N + 1 (never retrieved)
+    overall: dict[str, float]
+    per_edit: dict[str, dict[str, float]]
+
+
+def evaluate(result: methods.MethodResult, rs: dataset.RetrievalSet) -> Evaluated:
+    ranks = metrics.relevant_ranks(result.distances, rs.relevant_indices())
+    if result.failed is not None:
+        ranks = np.where(result.failed, len(rs.database) + 1, ranks)
+    edits = np.array([q.edit for q in rs.queries])
+    per_edit = {e: metrics.summarize(ranks[edits == e]) for e in dict.fromkeys(edits)}
+    return Evaluated(result, ranks, metrics.summarize(ranks), per_edit)
+
+
+def feature_set(rs: dataset.RetrievalSet, frames: int, *, progress: bool) -> methods.FeatureSet:
+    """Per-frame features of the set plus the training window means (film 0-240 s + small clips)."""
+    db = features.many_features([v.path for v in rs.database], frames, progress=progress, desc="database features")
+    qs = features.many_features([v.path for v in rs.queries], frames, progress=progress, desc="query features")
+    clip_paths = dataset.materialize([(c, None) for c in dataset.small_clips()], progress=progress)
+    clip_means = np.stack([features.video_features(p, frames).frames.mean(axis=0) for p in clip_paths])
+    window = max(1, int(round(dataset.SEGMENT_S * features.TRAIN_POOL_FPS)))
+    train = np.vstack([features.train_window_means(dataset.TRAIN_END_S, window, progress=progress), clip_means])
+    return methods.FeatureSet(
+        database=np.stack([f.frames for f in db]), queries=np.stack([f.frames for f in qs]),
+        train_means=train, feature_s=np.array([f.decode_s + f.backbone_s for f in db + qs]))
+
+
+def parse_models(items: list[str]) -> list[tuple[str, Path]]:
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--models takes NAME=DIR, got {item!r}")
+        out.append((name, Path(path)))
+    return out
+
+
+def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peers.PeerOutcome], list[str]]:
+    fs = feature_set(rs, features.DEFAULT_FRAMES, progress=progress)
+    results = [methods.float_cosine(fs)]
+    for bits in args.bits:
+        results.append(methods.pca_sign(fs, bits))
+        results.append(methods.random_hyperplanes(fs, bits))
+    chain_notes = []
+    for name, model_dir in parse_models(args.models or []):
+        frames = methods.model_frames(model_dir)
+        mfs = fs if frames == features.DEFAULT_FRAMES else feature_set(rs, frames, progress=progress)
+        results.append(methods.chain_model(name, model_dir, mfs))
+        check = methods.verify_against_encoder(model_dir, [v.path for v in rs.database[:3]], mfs.database[:3])
+        chain_notes.append(f"`{name}` ({model_dir}): {check}")
+    outcomes = []
+    for peer in args.peers:
+        outcome = peers.run_peer(peer, rs, overrides=dict(p.split("=", 1) for p in args.peer_python or []))
+        outcomes.append(outcome)
+        results.extend(outcome.results)
+        if outcome.error:
+            log.warning("peer %s: %s", peer, outcome.error)
+    return [evaluate(r, rs) for r in results], outcomes, chain_notes
+
+
+# ---------------------------------------------------------------- figures
+
+
+def contact_sheet(rs: dataset.RetrievalSet, out: Path) -> None:
+    """Centre frame of the first evaluation original and of each of its edited copies."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chain_sdk.video import sample_clip
+
+    key = rs.eval_keys[0]
+    items = [(f"original ({key})", next(v.path for v in rs.database if v.key == key))]
+    items += [(q.edit, q.path) for q in rs.queries if q.relevant == key]
+    cols = 4
+    rows = -(-len(items) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.5 * rows))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, (title, path) in zip(np.ravel(axes), items):
+        frame = sample_clip(str(path), frames=1).frames[0]
+        ax.imshow(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / len(evaluated)
+    fig, ax = plt.subplots(figsize=(max(10, 1.4 * len(edits)), 4.5))
+    x = np.arange(len(edits))
+    cmap = plt.get_cmap("tab20")
+    for i, ev in enumerate(evaluated):
+        ax.bar(x + i * width - 0.4 + width / 2, [ev.per_edit[e]["top1"] for e in edits], width,
+               label=ev.result.name, color=cmap(i % 20))
+    ax.set_xticks(x, edits, rotation=20, ha="right")
+    ax.set_ylabel("top-1")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def read_training_log(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a CSV, JSON (list of records or dict of lists) or JSON-lines training log."""
+    text = path.read_text()
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:
+        try:
+            parsed = json.loads(text)
+            rows = parsed if isinstance(parsed, list) else [dict(zip(parsed, v)) for v in zip(*parsed.values())]
+        except json.JSONDecodeError:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            try:
+                columns.setdefault(k, []).append(float(v))
+            except (TypeError, ValueError):
+                pass
+    return {k: np.array(v) for k, v in columns.items()}
+
+
+def training_plot(logs: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for path in logs:
+        cols = read_training_log(path)
+        step = cols.get("step", np.arange(len(next(iter(cols.values())))))
+        for name, values in cols.items():
+            if name.startswith("loss"):
+                ax.plot(step[: len(values)], values, label=f"{path.parent.name}: {name}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x != x else f"{x:.3f}"
+
+
+def main_table(evaluated: list[Evaluated]) -> list[str]:
+    lines = ["| method | kind | code size | top-1 | mAP@1 | mAP@5 | mAP@10 | encode s/video |",
+             "|---|---|---|---|---|---|---|---|"]
+    for ev in evaluated:
+        o = ev.overall
+        lines.append(f"| {ev.result.name} | {ev.result.family} | {ev.result.code_size} | {_fmt(o['top1'])} | "
+                     f"{_fmt(o['map@1'])} | {_fmt(o['map@5'])} | {_fmt(o['map@10'])} | {ev.result.encode_s:.2f} |")
+    return lines
+
+
+def per_edit_table(evaluated: list[Evaluated], edits: list[str], metric: str) -> list[str]:
+    lines = ["| method | " + " | ".join(edits) + " |", "|---" * (len(edits) + 1) + "|"]
+    for ev in evaluated:
+        lines.append(f"| {ev.result.name} | " + " | ".join(_fmt(ev.per_edit[e][metric]) for e in edits) + " |")
+    return lines
+
+
+def hardest_edit(evaluated: list[Evaluated], edits: list[str]) -> str:
+    """The edit with the lowest top-1 averaged over all compared methods (mAP@5 breaks ties)."""
+    return min(edits, key=lambda e: (np.mean([ev.per_edit[e]["top1"] for ev in evaluated]),
+                                     np.mean([ev.per_edit[e]["map@5"] for ev in evaluated])))
+
+
+def goal_section(evaluated: list[Evaluated], hardest: str, bits: int) -> list[str]:
+    chains = [ev for ev in evaluated if ev.result.family == "chain"]
+    if not chains:
+        return ["**CHAIN rows pending**: no `--models` were given. The goal below is checked "
+                "automatically once the lead passes the trained model directories.", ""]
+    default = chains[0]
+    rivals = [ev for ev in evaluated if ev.result.family == "peer"
+              or ev.result.name == f"PCA-sign {bits} bits"]
+    lines = [f"Default CHAIN model: `{default.result.name}` ({default.result.code_size}). It must beat "
+             f"PCA-sign at {bits} bits and every peer in top-1 and mAP@5, overall and on the hardest edit "
+             f"(`{hardest}`).", "", "| rival | overall top-1 | overall mAP@5 | hardest top-1 | hardest mAP@5 |",
+             "|---|---|---|---|---|"]
+    met_all = True
+    for rival in rivals:
+        cells = []
+        for scope in ("overall", "hardest"):
+            for m in ("top1", "map@5"):
+                mine = default.overall[m] if scope == "overall" else default.per_edit[hardest][m]
+                theirs = rival.overall[m] if scope == "overall" else rival.per_edit[hardest][m]
+                ok = mine > theirs
+                met_all &= ok
+                cells.append(f"{'beats' if ok else 'does not beat'} ({_fmt(mine)} vs {_fmt(theirs)})")
+        lines.append(f"| {rival.result.name} | " + " | ".join(cells) + " |")
+    lines += ["", f"**Goal {'met' if met_all else 'NOT met'}.**", ""]
+    return lines
+
+
+def peer_section(outcomes: list[peers.PeerOutcome]) -> list[str]:
+    lines = ["| peer | pinned | interpreter | status |", "|---|---|---|---|"]
+    for o in outcomes:
+        if o.error:
+            status = "could not run: " + o.error.replace("\n", " ").replace("|", "\\|")
+        else:
+            status = f"ran ({', '.join(r.name for r in o.results)})"
+            extra = [n for r in o.results[:1] for n in r.notes[1:]]
+            if extra:
+                status += "; " + "; ".join(extra).replace("|", "\\|")
+        lines.append(f"| {o.peer} | `{peers.PINS[o.peer]}` | `{o.python or '-'}` | {status} |")
+    return lines
+
+
+def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated], outcomes, chain_notes,
+                 args, figures: dict[str, str], runtime_s: float, command: str) -> None:
+    edits = list(dict.fromkeys(q.edit for q in rs.queries))
+    hardest = hardest_edit(evaluated, edits)
+    n_db, n_q = len(rs.database), len(rs.queries)
+    evaluation, distractors = len(rs.eval_keys), n_db - len(rs.eval_keys)
+    pending = not args.models
+    md = ["# Near-duplicate video retrieval: CHAIN vs feature hashes vs peers", ""]
+    if pending:
+        md += ["> **CHAIN rows pending.** This run has the baselines and the peers only; the lead adds the "
+               "trained CHAIN model directories with `--models NAME=DIR ...`.", ""]
+    md += [f"Split **{rs.split}**: {evaluation} evaluation segments, {distractors} distractors "
+           f"(database {n_db} videos), {n_q} edited queries ({len(edits)} edits). Generated by:", "",
+           "```", command, "```", "",
+           f"Machine: {platform.processor() or platform.machine()}, {_cpu_count()} CPU cores shared with other jobs, "
+           f"Python {platform.python_version()}. Whole run (cached videos/features/peer hashes reused when present): "
+           f"{runtime_s:.0f} s.", ""]
+    md += ["## Results", "", *goal_section(evaluated, hardest, args.bits[0]),
+           "### Overall", "", *main_table(evaluated), "",
+           "Encode s/video: decoding plus hashing one video on this CPU, averaged over database and query videos. "
+           "For the feature methods this is sampling 25 frames with `chain_sdk.video.sample_clip` plus the "
+           "EfficientNet-Lite0 backbone (torch, 2 threads), measured when the features were first cached; for peers "
+           "it is the peer's own hashing call, measured when first hashed. The machine is shared, so compare ratios "
+           "within one run only.", "",
+           f"### Top-1 per edit (hardest edit: `{hardest}`)", "", *per_edit_table(evaluated, edits, "top1"), "",
+           f"![per-edit top-1]({figures['per_edit']})", "",
+           "### mAP@5 per edit", "", *per_edit_table(evaluated, edits, "map@5"), ""]
+    if chain_notes:
+        md += ["### CHAIN rows: cached-feature path vs `Encoder.encode`", "",
+               "CHAIN rows run each model's `temporal.onnx` on the cached backbone features of the same 25 "
+               "frames `Encoder` samples.", ""] + [f"- {n}" for n in chain_notes] + [""]
+    if "training" in figures:
+        md += ["### Training curves", "", f"![training losses]({figures['training']})", ""]
+    md += ["## Setup", "",
+           "**Data.** Big Buck Bunny (`bbb.mp4`, 596 s, 1280x720, 24 fps) and the small clips of "
+           "`chain_sdk.data` (`bigbuckbunny.mp4`, `bikes.mp4`, `carphone.mp4`, `cityCC0.mpg`), all from PyPI "
+           "packages (`chain-sdk data fetch`). " + _ATTRIBUTION, "",
+           "**Splits.** Training: film 0-240 s + the small clips (used here only to fit PCA and the centring mean). "
+           "Dev evaluation: 10 s windows of film 240-300 s with a 5 s hop (overlapping originals are hard negatives "
+           "for each other). Held-out evaluation: 10 s windows of film 300-590 s, no overlap; never train or tune on "
+           "it. Distractors: dev, the 10 s windows of film 0-240 s and the small clips (held-out film time is kept "
+           "out of the dev database as well); held-out, the 10 s windows of film 0-300 s and the small clips. "
+           "Each query has one relevant item, its source original (for the time shift, the segment it was cut from).",
+           "",
+           "**Videos.** Cut and edited with the static ffmpeg of `imageio-ffmpeg` (H.264, originals CRF 18, edited "
+           "copies CRF 23 except the low-bitrate one), deterministic, cached by recipe under "
+           "`~/.cache/chain-sdk/retrieval/`.", "",
+           "| edit | ffmpeg |", "|---|---|"]
+    for name in edits:
+        e = dataset.EDITS[name]
+        md.append(f"| `{name}` | {e.description} |")
+    md += ["", f"![one segment and its edited copies]({figures['contact_sheet']})", "",
+           "**Methods.** Feature methods share one set of EfficientNet-Lite0 frame features (25 frames at segment "
+           "centres, 224x224, `chain_sdk.export.backbones.get_backbone`). *float cosine*: cosine of the centred "
+           "mean feature (a reference, not a hash). *PCA-sign*: PCA fitted on training-window mean features only "
+           "(every 25-frame window of film 0-240 s sampled at 2.5 fps, hop one frame, plus the small clips), sign "
+           "of the projection. *Random hyperplanes*: seeded Gaussian projection of the centred mean feature, sign. "
+           "*CHAIN*: each model dir's `temporal.onnx` on the same features. Hashes rank by Hamming distance; peers "
+           "by their own similarity (videohash: Hamming on its 64 bits; vpdq: quality-filtered frame match "
+           "percentage of `matchTwoHashBrute`, quality >= 50, PDQ distance < 31, query match % then target "
+           "match %; tmkpy: TMK level-1 cosine and level-2 scores; perception: TMKL1 cosine and TMKL2 score).", "",
+           "**Metrics.** Ranking ties are broken by database order (film windows by time, then the small clips), "
+           "so a tie with an earlier film distractor counts against the query. top-1: the relevant item ranks "
+           "first. AP@K with a single relevant item = 1/rank if rank <= K else 0; mAP@K is its mean over queries "
+           "(so mAP@1 = top-1). This differs from the SSVH/BTH/ConMH mAP@K used for FCVID etc., which averages "
+           "precision over the many relevant (same-class) items in the top K.", "",
+           "## Peers", "", *peer_section(outcomes), "",
+           "Peers run in their own virtual environments (`benchmarks/retrieval/install_peers.sh` makes them under "
+           "`$CHAIN_PEER_VENVS`, default `/work/peer-venvs`) through `benchmarks/retrieval/peer_worker.py`, so "
+           "their pins never touch the project's environment: `perception` needs `opencv-contrib-python-headless<5` "
+           "(the project has OpenCV 5) and `videohash` 3.0.1 calls `PIL.Image.ANTIALIAS`, removed in Pillow 10 "
+           "(the project has Pillow 13), so it runs with `Pillow<10`. `vpdq` and `tmkpy` are source-only "
+           "distributions that compile C++ against system libraries (vpdq: libavcodec/libavformat/libswscale "
+           "headers; tmkpy: SWIG).", "",
+           "## Reproduce", "", "```",
+           "make install                                  # the project environment",
+           "bash benchmarks/retrieval/install_peers.sh    # optional: the four peers, each in its own venv",
+           command, "```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(md))
+
+
+_ATTRIBUTION = "Big Buck Bunny (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org, CC BY 3.0."
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.retrieval.report", description=__doc__.split("\n")[0])
+    p.add_argument("--split", choices=dataset.SPLITS, default="dev")
+    p.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+                   help="CHAIN model dirs (chain-export output); the first is the default model")
+    p.add_argument("--bits", nargs="+", type=int, default=[64], help="code sizes of the PCA/random baselines")
+    p.add_argument("--peers", nargs="*", default=list(peers.PEERS), choices=peers.PEERS)
+    p.add_argument("--peer-python", nargs="*", metavar="NAME=PYTHON", help="interpreter for a peer")
+    p.add_argument("--edits", nargs="*", default=None, choices=list(dataset.EDITS))
+    p.add_argument("--limit-segments", type=int, default=None, help="first N evaluation segments (smoke runs)")
+    p.add_argument("--limit-distractors", type=int, default=None)
+    p.add_argument("--training-log", nargs="*", default=[], type=Path, help="CSV/JSON loss logs to plot")
+    p.add_argument("--out", type=Path, default=Path("docs/near_duplicate_report.md"))
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]:
+    t0 = time.perf_counter()
+    progress = not args.no_progress
+    rs = dataset.build(args.split, edits=args.edits, limit_segments=args.limit_segments,
+                       limit_distractors=args.limit_distractors, progress=progress)
+    evaluated, outcomes, chain_notes = run_methods(rs, args, progress=progress)
+    fig_dir = args.out.parent / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"near_duplicate_{rs.split}"
+    edits = list(dict.fromkeys(q.edit for q in rs.queries))
+    figures = {"per_edit": f"figures/{stem}_per_edit_top1.png", "contact_sheet": f"figures/{stem}_edits.png"}
+    per_edit_plot(evaluated, edits, args.out.parent / figures["per_edit"])
+    contact_sheet(rs, args.out.parent / figures["contact_sheet"])
+    if args.training_log:
+        figures["training"] = f"figures/{stem}_training.png"
+        training_plot(args.training_log, args.out.parent / figures["training"])
+    runtime = time.perf_counter() - t0
+    command = command or "python -m benchmarks.retrieval.report " + " ".join(sys.argv[1:])
+    write_report(args.out, rs, evaluated, outcomes, chain_notes, args, figures, runtime, command)
+    results = {"split": rs.split, "runtime_s": runtime, "queries": [q.key for q in rs.queries],
+               "database": [v.key for v in rs.database],
+               "methods": {ev.result.name: {"family": ev.result.family, "code_size": ev.result.code_size,
+                                            "encode_s": ev.result.encode_s, "overall": ev.overall,
+                                            "per_edit": ev.per_edit, "ranks": ev.ranks.tolist(),
+                                            "notes": ev.result.notes} for ev in evaluated},
+               "peers": {o.peer: {"version": o.version, "python": o.python, "error": o.error} for o in outcomes}}
+    (fig_dir / f"{stem}_results.json").write_text(json.dumps(results, indent=1))
+    log.info("wrote %s in %.0f s", args.out, runtime)
+    return evaluated
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    evaluated = run(args, "python -m benchmarks.retrieval.report " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("\n".join(main_table(evaluated)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
