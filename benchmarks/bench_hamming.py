@@ -259,3 +259,48 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# pytest-benchmark suite (small enough for CI): `pytest benchmarks --benchmark-only`.
+# Collected through benchmarks/conftest.py; the side-by-side script above is the real benchmark.
+
+def _bench_pair(bits: int, n: int = 100_000, nq: int = 1):
+    import faiss
+
+    codes, queries = make_data(bits, n, nq)
+    index = HammingIndex(bits, threads=1)
+    index.add(codes)
+    fx = faiss.IndexBinaryFlat(bits)
+    fx.add(codes)
+    faiss.omp_set_num_threads(1)
+    return index, fx, queries
+
+
+def _make_bench_tests():
+    import pytest
+
+    @pytest.mark.parametrize("impl", ["ours", "faiss"])
+    @pytest.mark.parametrize("bits", [16, 64, 128])
+    def test_bench_knn(benchmark, bits, impl):
+        index, fx, q = _bench_pair(bits)
+        benchmark.group = f"knn {bits}-bit N=1e5 nq=1 k=100 1 thread"
+        fn = (lambda: index.search(q, 100)) if impl == "ours" else (lambda: fx.search(q, 100))
+        d = benchmark(fn)[0]
+        assert np.array_equal(d, fx.search(q, 100)[0])
+
+    @pytest.mark.parametrize("impl", ["ours", "faiss"])
+    def test_bench_range(benchmark, impl):
+        index, fx, q = _bench_pair(64, nq=10)
+        benchmark.group = "range d<=10 64-bit N=1e5 nq=10 1 thread"
+        fn = (lambda: index.range_search(q, 10)) if impl == "ours" else (lambda: fx.range_search(q, 11))
+        lims = benchmark(fn)[0]
+        assert np.array_equal(lims, fx.range_search(q, 11)[0])
+
+    return test_bench_knn, test_bench_range
+
+
+try:  # only meaningful under pytest (with pytest-benchmark); the script does not need it
+    test_bench_knn, test_bench_range = _make_bench_tests()
+except ImportError:  # pragma: no cover
+    pass
