@@ -62,11 +62,17 @@ def _create(kind: str, path: Path, device: str | None, threads: int | None) -> B
         from chain_sdk.backends.torch import TorchBackend
 
         return TorchBackend(path.parent, path.stem, device=device, threads=threads)
+    from chain_sdk.backends.onnxruntime import parse_device
+
+    kind_, index = parse_device(device or "cuda")
+    if kind_ != "cuda":
+        raise BackendUnavailableError("TensorRT runs on a CUDA device only")
     try:
-        from chain_sdk.backends.tensorrt import TensorRTBackend  # written by the export side
+        from chain_sdk.backends.tensorrt import TensorRTBackend  # the export side's engine runner
     except ImportError as exc:
         raise BackendUnavailableError(f"TensorRT backend unavailable: {exc}") from exc
-    return TensorRTBackend(path, device=device or "cuda")
+    # it takes the engine directory (engine.json + one <role>.plan)
+    return TensorRTBackend(path.parent if path.suffix in ENGINE_SUFFIXES else path, device=index)
 
 
 def _auto(path: Path, device: str | None, threads: int | None) -> Backend:
