@@ -122,10 +122,13 @@ def _saturation(img: np.ndarray, f: float) -> np.ndarray:
 
 
 def _hue(img: np.ndarray, shift: float) -> np.ndarray:
+    steps = int(round(shift * 180))
+    if steps == 0:  # below OpenCV's hue resolution: skip the lossy 8-bit HSV round trip
+        return img
     out = np.empty_like(img)
     for i, frame in enumerate(np.clip(np.rint(img), 0, 255).astype(np.uint8)):
         hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)  # OpenCV hue is 0..179
-        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(shift * 180))) % 180).astype(np.uint8)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + steps) % 180).astype(np.uint8)
         out[i] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
     return out
 

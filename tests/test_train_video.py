@@ -1,0 +1,134 @@
+"""Training from raw video: windows, augmented-feature cache, CLI, on the real sample clips.
+
+The frozen backbone here is a tiny CNN with fixed random weights (fast on CPU); it exists only in
+this test. One slow test runs the real EfficientNet-Lite0 on two short clips.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from chain_sdk import data as sample_data
+from chain_sdk.errors import EmptyVideoError, VideoOpenError
+from chain_sdk.train import cli
+from chain_sdk.train.checkpoint import load_checkpoint
+from chain_sdk.train.data import (ExtractionConfig, VideoWindowViews, build_window_cache,
+                                  decode_windows)
+
+torch.set_num_threads(1)
+
+
+class RandomCNN(nn.Module):
+    """Test-only frame backbone: uint8 BGR [N, 32, 32, 3] -> 16-d features, fixed random weights."""
+
+    name = "test_random_cnn"
+    feature_dim = 16
+    input_size = (32, 32)
+    color_order = "BGR"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 5, stride=4)
+        self.calls = 0
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = frames.permute(0, 3, 1, 2).float() / 128.0 - 1.0
+        return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return [sample_data.path("bikes.mp4"), sample_data.path("carphone.mp4"),
+            sample_data.path("cityCC0.mpg")]
+
+
+def config(**kw):
+    base = dict(frames=6, dense_frames=12, segment=2.0, draws=2, seed=0)
+    base.update(kw)
+    return ExtractionConfig(**base)
+
+
+def test_decode_windows_split_and_time_range(clips):
+    windows = [w for w, _, _ in decode_windows(clips[0], config())]
+    assert [w.start for w in windows] == [0.0, 2.0, 4.0, 6.0, 8.0]  # bikes.mp4 is 10 s
+    ranged = list(decode_windows(clips[0], config(time_range=(2.0, 6.0))))
+    assert [(w.start, w.end) for w, _, _ in ranged] == [(2.0, 4.0), (4.0, 6.0)]
+    for w, frames, stamps in ranged:
+        assert frames.dtype == np.uint8 and frames.shape[0] == 12 and min(frames.shape[1:3]) <= 256
+        assert (stamps >= w.start).all() and (stamps < w.end).all()
+        assert np.all(np.diff(stamps) > 0)
+    short = list(decode_windows(clips[1], config(segment=10.0)))  # 4 s clip: one window
+    assert len(short) == 1
+    with pytest.raises(EmptyVideoError):
+        list(decode_windows(clips[1], config(time_range=(100.0, 200.0))))
+
+
+def test_window_cache_features_and_reuse(clips, tmp_path):
+    backbone = RandomCNN()
+    windows = build_window_cache(clips, backbone, config(), tmp_path)
+    assert len(windows) == 5 + 2 + 4  # 10 s, 4 s, 7.6 s clips in 2 s windows
+    for w, feats in windows:
+        assert feats.shape[0] == 2 and feats.shape[2] == 16 and 6 <= feats.shape[1] <= 12
+        assert not np.allclose(feats[0], feats[1])  # two different augmentation draws
+    calls = backbone.calls
+    again = build_window_cache(clips, backbone, config(), tmp_path)
+    assert backbone.calls == calls  # everything came from the cache
+    for (w1, f1), (w2, f2) in zip(windows, again):
+        assert w1 == w2 and np.array_equal(f1, f2)
+    build_window_cache(clips[:1], backbone, config(draws=3), tmp_path)
+    assert backbone.calls > calls  # another setting is another cache entry
+
+    views = VideoWindowViews(windows, frames=6)
+    rng = np.random.default_rng(0)
+    x1, p1, x2, p2 = views.sample(np.array([0, 3, 7]), rng)
+    assert x1.shape == (3, 6, 16) and p1.tolist() == [list(range(6))] * 3
+    assert not np.array_equal(x1, x2)
+
+
+def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
+    from chain_sdk.export import backbones
+
+    monkeypatch.setitem(backbones._REGISTRY, "test_random_cnn", lambda **kw: RandomCNN())
+    out = tmp_path / "ck"
+    argv = ["fit", "--videos", *map(str, clips), "--backbone", "test_random_cnn", "--bits", "16",
+            "--frames", "6", "--dense-frames", "12", "--segment", "2", "--augment-draws", "2",
+            "--batch-size", "4", "--epochs", "1", "--dim", "32", "--depth", "1", "--heads", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    assert cli.main(argv) == 0
+    model, config_json = load_checkpoint(out)
+    assert config_json["backbone"] == {"name": "test_random_cnn", "feature_dim": 16, "input_size": [32, 32]}
+    assert config_json["training"]["data"]["kind"] == "videos"
+    assert config_json["training"]["data"]["spatial_augmentation"] is True
+    assert len(config_json["training"]["data"]["windows"]) == 11
+    assert model.config.frames == 6 and model.config.feature_dim == 16
+    assert cli.main(argv + ["--resume", "--epochs", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["training"]["step"] == 4  # 11 // 4 per epoch
+    missing = ["fit", "--videos", str(tmp_path / "nope.mp4"), "--backbone", "test_random_cnn",
+               "--out", str(tmp_path / "x")]
+    assert cli.main(missing) == 2
+
+
+def test_missing_video_is_a_typed_error(tmp_path):
+    with pytest.raises(VideoOpenError):
+        build_window_cache([tmp_path / "missing.mp4"], RandomCNN(), config(), tmp_path)
+
+
+@pytest.mark.slow
+def test_real_efficientnet_lite0_on_short_clips(clips, tmp_path):
+    out = tmp_path / "ck"
+    argv = ["fit", "--videos", str(clips[1]), str(sample_data.path("bigbuckbunny.mp4")),
+            "--backbone", "efficientnet_lite0", "--bits", "16", "--frames", "4",
+            "--dense-frames", "8", "--augment-draws", "2", "--batch-size", "2", "--epochs", "2",
+            "--dim", "32", "--depth", "1", "--heads", "2", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    model, config_json = load_checkpoint(out)
+    assert config_json["backbone"]["name"] == "efficientnet_lite0"
+    assert model.config.feature_dim == 1280
