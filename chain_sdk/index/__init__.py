@@ -1,9 +1,20 @@
-"""Hamming search over packed binary codes: HammingIndex, the numpy reference, the file format.
+"""Hamming search over packed binary codes: HammingIndex, the numpy reference (reference), the
+file format (fileformat) and the multi-index-hashing planner (mih).
 
-Imports only numpy and the compiled kernels (chain_sdk._hamming)."""
+Imports only numpy and the compiled kernels (chain_sdk._hamming). Kernel paths: AVX-512
+VPOPCNTDQ, AVX2 or scalar, picked from the CPU's flags at run time; force one with
+``HammingIndex(..., isa="avx2")`` or the environment variable CHAIN_SDK_HAMMING_ISA."""
 
 from __future__ import annotations
 
+from chain_sdk import _hamming
+
 from .hamming_index import HammingIndex
 
-__all__ = ["HammingIndex"]
+#: Kernel paths this CPU can run, best first (e.g. ["avx512", "avx2", "scalar"]).
+available_isas = _hamming.isa_available
+#: Default thread count of every search (0 = every CPU this process may use).
+set_num_threads = _hamming.set_num_threads
+get_num_threads = _hamming.get_num_threads
+
+__all__ = ["HammingIndex", "available_isas", "get_num_threads", "set_num_threads"]
