@@ -238,7 +238,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if enc.bits != index.bits:
         raise ChainSDKError(f"the model makes {enc.bits}-bit codes, the index holds {index.bits}-bit codes")
     result = enc.encode_batch(args.queries, on_error="collect", progress=False)
-    dist, ids = index.search(result.codes, args.k) if len(result.codes) else (np.zeros((0, 0)), None)
+    dist, ids = index.search(result.codes, args.k)
     for row, qi in enumerate(result.indices.tolist()):
         print(f"{args.queries[qi]}")
         for rank, (d, i) in enumerate(zip(dist[row].tolist(), ids[row].tolist()), 1):
@@ -294,7 +294,7 @@ def make_copy(src: Path, dst: Path, edit: str) -> Path:
                 cap = cv2.VideoCapture(str(src))
                 fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
                 cap.release()
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps,
                                          (frame.shape[1], frame.shape[0]))
             writer.write(frame)
         if writer is not None:
@@ -335,7 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def print_demo_table(names: list[str], orig_codes: np.ndarray, copies: list, copy_codes: np.ndarray) -> None:
-    dist = hamming_distance(copy_codes[:, None, :], orig_codes)
+    dist = np.asarray(hamming_distance(copy_codes[:, None, :], orig_codes))
     width = max(len(n) for n in names)
     header = f"{'copy':32s} " + " ".join(f"{n[:width]:>{width}s}" for n in names) + "   nearest"
     print("\nHamming distance from each edited copy to each original (lower = more similar)")
@@ -348,7 +348,7 @@ def print_demo_table(names: list[str], orig_codes: np.ndarray, copies: list, cop
         correct += ok
         cells = " ".join(f"{d:>{width}d}" for d in row.tolist())
         print(f"{Path(path).name[:32]:32s} {cells}   {names[nearest]} {'ok' if ok else 'WRONG'}")
-    between = hamming_distance(orig_codes[:, None, :], orig_codes)
+    between = np.asarray(hamming_distance(orig_codes[:, None, :], orig_codes))
     off = between[~np.eye(len(names), dtype=bool)]
     print(f"\n{correct}/{len(copies)} copies matched their original; distances between different "
           f"originals: min {off.min()}, median {int(np.median(off))}")

@@ -50,7 +50,7 @@ class Segment(NamedTuple):
 
 
 class Failure(NamedTuple):
-    index: int  # position in the input sequence
+    index: int  # type: ignore[assignment]  # position in the input sequence (shadows tuple.index)
     source: str
     error: BaseException
 

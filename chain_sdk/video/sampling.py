@@ -119,7 +119,8 @@ def iter_frames(source: Any, fps: float | None = None) -> Any:
 def read_frames(source: Any, fps: float | None = None, max_frames: int | None = None) -> Frames:
     """Decode sequentially (subsampled to `fps` when given), stopping after `max_frames`."""
     src = open_video(source)
-    frames, stamps = [], []
+    frames: list[np.ndarray] = []
+    stamps: list[float] = []
     try:
         for frame, t in iter_frames(src, fps):
             if max_frames is not None and len(frames) >= max_frames:
@@ -214,12 +215,13 @@ def _sample_sequential(src: VideoSource, frames: int, resize, rng, claimed: int 
                        ) -> _Sampled:
     """One grab() pass that retrieves the frames the claimed count asks for and records every
     timestamp; a second pass only when the count was wrong or the frame rate variable."""
-    wanted = segment_indices(claimed, frames, rng) if claimed else None
-    got, ts = _grab_pass(src, set(wanted.tolist()) if wanted is not None else set(), resize)
+    first_guess = segment_indices(claimed, frames, rng) if claimed else np.zeros(0, np.int64)
+    got, ts = _grab_pass(src, set(first_guess.tolist()), resize)
     n = len(ts)
     if n == 0:
         _raise_empty(src)
     uniform = _is_uniform(ts)
+    wanted = first_guess
     if claimed != n or not uniform:
         if claimed:
             log.info("%s: container claims %s frames, decoded %d%s", src.description, claimed, n,

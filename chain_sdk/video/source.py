@@ -171,7 +171,7 @@ class CaptureSource(VideoSource):
         cap = getattr(self, "_cap", None)
         if cap is not None:
             cap.release()
-            self._cap = None
+            self._cap = None  # type: ignore[assignment]
 
 
 def _open_failure_reason(target: str | int) -> str:
