@@ -77,13 +77,17 @@ struct K {
         reject |= uint64_t(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(c, t)))) << (4 * j);
       }
     } else if constexpr (CB == 16) {
+      // Two vectors (4 codes) at a time: the unpacks pair up the two 64-bit halves of each code,
+      // giving counts in the order (c0, c2, c1, c3); a 16-entry table restores (c0, c1, c2, c3).
+      static constexpr uint8_t kOrder[16] = {0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15};
       const __m256i t = _mm256_set1_epi64x(thr);
-      for (int j = 0; j < 32; ++j) {
-        const __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(p + 32 * j)), q.v);
-        __m256i c = _mm256_sad_epu8(popcnt8(x), zero);
-        c = _mm256_add_epi64(c, _mm256_shuffle_epi32(c, 0x4e));  // sum the two words of a code
-        const uint32_t r = uint32_t(_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(c, t))));
-        reject |= uint64_t((r & 1u) | ((r >> 1) & 2u)) << (2 * j);
+      for (int j = 0; j < 16; ++j) {
+        const __m256i xa = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(p + 64 * j)), q.v);
+        const __m256i xb = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(p + 64 * j + 32)), q.v);
+        const __m256i sa = _mm256_sad_epu8(popcnt8(xa), zero), sb = _mm256_sad_epu8(popcnt8(xb), zero);
+        const __m256i c = _mm256_add_epi64(_mm256_unpacklo_epi64(sa, sb), _mm256_unpackhi_epi64(sa, sb));
+        const int r = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(c, t)));
+        reject |= uint64_t(kOrder[r]) << (4 * j);
       }
     } else {  // CB == 32: one code per vector
       const __m256i t = _mm256_set1_epi64x(thr);

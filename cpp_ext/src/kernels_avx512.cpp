@@ -74,13 +74,15 @@ struct K {
   }
 };
 
-// Any multiple of 8 bits: masked 64-byte loads, VPOPCNTQ and a horizontal sum per code.
+// Any multiple of 8 bits: masked 64-byte loads, VPOPCNTQ and a horizontal sum per code (scalar
+// POPCNT below 32 bytes).
 struct KGeneric {
   struct Query {
     const uint8_t* p;
     CHS_TARGET Query(const uint8_t* q, size_t) : p(q) {}
   };
   static CHS_TARGET inline uint32_t dist(const uint8_t* code, const Query& q, size_t cb) {
+    if (cb < 32) return dist_bytes(code, q.p, cb);  // short codes: scalar POPCNT beats masked loads
     __m512i acc = _mm512_setzero_si512();
     for (size_t j = 0; j < cb; j += 64) {
       const size_t rest = cb - j;
