@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -117,12 +116,11 @@ class Runner:
                     ours_d, _ = index.search(q, k)
                     fd, _ = fx.search(q, k)
                     assert np.array_equal(ours_d, fd), f"distances differ from faiss ({bits}b N={n} k={k})"
-                    fns = {"ours": lambda: index.search(q, k), "faiss": lambda: fx.search(q, k)}
+                    fns = {"ours": lambda q=q, k=k: index.search(q, k), "faiss": lambda q=q, k=k: fx.search(q, k)}
                     if t == 1 and nq * n <= self.numpy_pairs:
-                        fns["numpy"] = lambda: numpy_knn(codes, q, k)
+                        fns["numpy"] = lambda q=q, k=k: numpy_knn(codes, q, k)
                     cell = Cell("knn", bits, n, nq, k, t, timeit(fns, self.budget_s, self.max_reps), timeit.last_best)
                     self.report(cell, codes)
-        del fx
 
     def radius(self, bits: int, n: int, nqs, radius: int, threads_list, codes=None, queries=None):
         if codes is None:
@@ -136,11 +134,11 @@ class Runner:
             for t in threads_list:
                 self.faiss.omp_set_num_threads(t)
                 index.threads = t
-                lims, d, _ = index.range_search(q, radius)
-                flims, fd, _ = fx.range_search(q, radius + 1)  # faiss is strict (<)
+                lims = index.range_search(q, radius)[0]
+                flims = fx.range_search(q, radius + 1)[0]  # faiss is strict (<)
                 assert np.array_equal(lims, flims), "range counts differ from faiss"
-                fns = {"ours": lambda: index.range_search(q, radius),
-                       "faiss": lambda: fx.range_search(q, radius + 1)}
+                fns = {"ours": lambda q=q: index.range_search(q, radius),
+                       "faiss": lambda q=q: fx.range_search(q, radius + 1)}
                 cell = Cell(f"range<={radius}", bits, n, nq, 0, t, timeit(fns, self.budget_s, self.max_reps),
                             timeit.last_best)
                 self.report(cell, codes)
@@ -164,8 +162,8 @@ class Runner:
             a = index.range_search(flat_q, r, method="mih")
             b = index.range_search(flat_q, r, method="flat")
             assert all(np.array_equal(x, y) for x, y in zip(a, b)), "MIH differs from the flat scan"
-            m_ms = timeit({"mih": lambda: index.range_search(q, r, method="mih")}, self.budget_s, self.max_reps)
-            f_ms = timeit({"flat": lambda: index.range_search(flat_q, r, method="flat")}, self.budget_s, 3)
+            m_ms = timeit({"mih": lambda r=r: index.range_search(q, r, method="mih")}, self.budget_s, self.max_reps)
+            f_ms = timeit({"flat": lambda r=r: index.range_search(flat_q, r, method="flat")}, self.budget_s, 3)
             cell = Cell(f"mih r<={r}", bits, n, nq, 0, threads,
                         {"ours_mih": m_ms["mih"], "ours_flat": f_ms["flat"] * nq / len(flat_q)})
             self.cells.append(cell)
@@ -198,9 +196,9 @@ def mih_calibrate(runner: Runner) -> None:
     codes, queries = make_data(bits, n, 200, seed=3)
     tables = _hamming.MultiIndexHash(codes, mih.layout(bits, n), 1)
     rows, ys = [], []
-    for r in range(0, 9):
+    for r in range(9):
         probes, cands = tables.cost(queries, r)
-        ms = timeit({"m": lambda: tables.range_search(codes, queries, r, None, "auto", 1)}, 1.0, 5)["m"]
+        ms = timeit({"m": lambda r=r: tables.range_search(codes, queries, r, None, "auto", 1)}, 1.0, 5)["m"]
         rows.append([probes.sum(), cands.sum()])
         ys.append(ms * 1e6)
     (ns_probe, ns_cand), *_ = np.linalg.lstsq(np.array(rows, float), np.array(ys), rcond=None)

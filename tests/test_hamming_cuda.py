@@ -31,11 +31,12 @@ def test_cuda_source_compiles_for_targets(tmp_path):
     assert supported, "this nvcc supports none of the target GPUs"
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in supported]
     cmd = [NVCC, "-std=c++17", "-O3", "--threads", "0", *gencode, "-c", str(SRC), "-o", str(tmp_path / "k.o")]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr[-4000:]
     cuobjdump = shutil.which("cuobjdump")
     if cuobjdump:
-        listing = subprocess.run([cuobjdump, "--list-elf", str(tmp_path / "k.o")], capture_output=True, text=True).stdout
+        listing = subprocess.run([cuobjdump, "--list-elf", str(tmp_path / "k.o")], capture_output=True, text=True,
+                                 check=False).stdout
         for a in supported:
             assert f"sm_{a}" in listing
 
@@ -44,7 +45,7 @@ def test_cuda_source_compiles_for_targets(tmp_path):
 @pytest.mark.parametrize("arch", TARGETS)
 def test_target_supported_by_this_nvcc(arch):
     if arch not in nvcc_archs():
-        out = subprocess.run([NVCC, "--version"], capture_output=True, text=True).stdout
+        out = subprocess.run([NVCC, "--version"], capture_output=True, text=True, check=False).stdout
         version = next((line for line in out.splitlines() if "release" in line), out.strip())
         pytest.skip(f"sm_{arch} cannot be compiled by this nvcc ({version}); CUDA 13 dropped sm_72 "
                     "(Jetson Xavier needs CUDA <= 12.x, JetPack 5)")

@@ -74,7 +74,7 @@ def check_range(db, queries, radius, deleted, **kw):
 @SETTINGS
 @given(data=databases(FIXED_BITS), kfrac=st.floats(0, 1.5), threads=st.integers(1, 3))
 def test_knn_fixed_sizes(isa, generic, data, kfrac, threads):
-    bits, db, queries, deleted = data
+    _, db, queries, deleted = data
     k = max(1, int(kfrac * (len(db) + 2)))  # from 1 to more than N
     check_knn(db, queries, k, deleted, isa=isa, threads=threads, generic=generic)
 
@@ -83,7 +83,7 @@ def test_knn_fixed_sizes(isa, generic, data, kfrac, threads):
 @SETTINGS
 @given(data=databases(GENERIC_BITS), kfrac=st.floats(0, 1.5))
 def test_knn_generic_sizes(isa, data, kfrac):
-    bits, db, queries, deleted = data
+    _, db, queries, deleted = data
     check_knn(db, queries, max(1, int(kfrac * (len(db) + 2))), deleted, isa=isa)
 
 

@@ -151,7 +151,7 @@ def test_concurrent_searches_with_add_in_flight():
 
 def test_cuda_device_unavailable_is_typed():
     try:
-        from chain_sdk import _hamming_cuda  # noqa: F401
+        from chain_sdk import _hamming_cuda
         has_gpu = _hamming_cuda.device_count() > 0
     except ImportError:
         has_gpu = False
@@ -178,7 +178,7 @@ def test_export_and_faiss_roundtrip():
     d, i = index.search(q, 10)
     np.testing.assert_array_equal(fd, d)  # distances agree exactly; tie order may differ
     np.testing.assert_array_equal(i[:, 0], fi[:, 0])
-    lims, rd, ri = index.range_search(q, 12)
-    flims, frd, fri = fx.range_search(q, 13)  # faiss is strict: d < 13 == d <= 12
+    lims, _, ri = index.range_search(q, 12)
+    flims, _, fri = fx.range_search(q, 13)  # faiss is strict: d < 13 == d <= 12
     np.testing.assert_array_equal(lims, flims)
     assert sorted(ri.tolist()) == sorted(fri.tolist())

@@ -7,9 +7,7 @@ VPOPCNTDQ, AVX2 or scalar, picked from the CPU's flags at run time; force one wi
 
 from __future__ import annotations
 
-from chain_sdk import _hamming
-
-from .hamming_index import HammingIndex
+from .hamming_index import HammingIndex, _hamming
 
 #: Kernel paths this CPU can run, best first (e.g. ["avx512", "avx2", "scalar"]).
 available_isas = _hamming.isa_available

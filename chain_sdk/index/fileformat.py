@@ -57,7 +57,7 @@ def _flat(arr: np.ndarray) -> np.ndarray:
 
 
 def _crc(buf, crc: int = 0) -> int:
-    data = _flat(buf) if isinstance(buf, np.ndarray) else buf
+    data = _flat(buf).data if isinstance(buf, np.ndarray) else buf
     return zlib.crc32(data, crc) & 0xFFFFFFFF
 
 
@@ -86,10 +86,10 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(header.ljust(PAGE, b"\0"))
-            f.write(_flat(codes))
+            f.write(_flat(codes).data)
             f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
-            f.write(_flat(ids))
-            f.write(_flat(tomb))
+            f.write(_flat(ids).data)
+            f.write(_flat(tomb).data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

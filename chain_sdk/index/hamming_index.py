@@ -16,6 +16,7 @@ release the GIL, so concurrent searches run in parallel.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from dataclasses import dataclass
@@ -23,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from chain_sdk import _hamming
 from chain_sdk.errors import BackendUnavailableError
 
 from . import fileformat, mih
 
+# The compiled kernels (typed Any: nanobind modules carry no stubs in the source tree).
+_hamming: Any = importlib.import_module("chain_sdk._hamming")
 _ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" for every index
 
 
@@ -68,7 +70,7 @@ class HammingIndex:
         if self.isa not in _hamming.isa_available() + ["auto"]:
             raise ValueError(f"isa {self.isa!r} is not available here: {_hamming.isa_available()}")
         self.mih_mode = mih
-        self._cuda = _load_cuda() if device == "cuda" else None
+        self._cuda: Any = _load_cuda() if device == "cuda" else None
         self._lock = threading.Lock()
         self._mih_lock = threading.Lock()
         self._codes_buf = np.zeros((0, self.code_bytes), dtype=np.uint8)
@@ -237,7 +239,7 @@ class HammingIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True, *, verify: bool = True,
-             device: str = "cpu", **kwargs) -> "HammingIndex":
+             device: str = "cpu", **kwargs) -> HammingIndex:
         """Open a saved index. mmap=True maps the codes and ids read-only (zero-copy; the first add
         copies them). verify=False skips the CRC of the codes (header, ids and tombstones are always
         checked) for an instant open of a trusted file. Raises IndexFormatError on a bad file."""
@@ -290,9 +292,9 @@ class HammingIndex:
         return cached[1]
 
 
-def _load_cuda():
+def _load_cuda() -> Any:
     try:
-        from chain_sdk import _hamming_cuda  # type: ignore[attr-defined]
+        _hamming_cuda: Any = importlib.import_module("chain_sdk._hamming_cuda")
     except ImportError as e:
         raise BackendUnavailableError(
             "device='cuda' needs chain_sdk._hamming_cuda (build with CHAIN_SDK_CUDA=ON and nvcc)") from e
