@@ -191,21 +191,31 @@ HEADER = ("| op | bits | N | nq | k | thr | ours ms | faiss ms | speed-up vs fai
 
 
 def mih_calibrate(runner: Runner) -> None:
-    """Fit NS_PER_PROBE / NS_PER_CANDIDATE (1 thread) and the flat scan's ns per byte."""
+    """Fit NS_PER_PROBE / NS_PER_CANDIDATE (1 thread, non-negative least squares) on a uniform
+    database (probe-bound) and a heavily duplicated one (candidate-bound), and the flat scan's ns
+    per byte for one query and for a batch."""
+    from scipy.optimize import nnls
+
     bits, n = 64, 1_000_000
-    codes, queries = make_data(bits, n, 200, seed=3)
-    tables = _hamming.MultiIndexHash(codes, mih.layout(bits, n), 1)
+    rng = np.random.default_rng(3)
+    uniform, queries = make_data(bits, n, 200, seed=3)
+    dup = uniform[rng.integers(0, 2000, n)]  # 2000 distinct codes, 500 copies each
     rows, ys = [], []
-    for r in range(9):
-        probes, cands = tables.cost(queries, r)
-        ms = timeit({"m": lambda r=r: tables.range_search(codes, queries, r, None, "auto", 1)}, 1.0, 5)["m"]
-        rows.append([probes.sum(), cands.sum()])
-        ys.append(ms * 1e6)
-    (ns_probe, ns_cand), *_ = np.linalg.lstsq(np.array(rows, float), np.array(ys), rcond=None)
-    flat = timeit({"f": lambda: _hamming.range_search(codes, queries[:20], 3, None, "auto", 1)}, 1.0, 5)["f"]
-    ns_byte = flat * 1e6 / (20 * codes.nbytes)
-    print(f"NS_PER_PROBE ~ {ns_probe:.1f}, NS_PER_CANDIDATE ~ {ns_cand:.1f}, NS_PER_SCANNED_BYTE ~ {ns_byte:.3f} "
-          f"(module uses {mih.NS_PER_PROBE}, {mih.NS_PER_CANDIDATE}, {mih.NS_PER_SCANNED_BYTE})")
+    for codes, radii in ((uniform, range(0, 9)), (dup, range(0, 4))):
+        tables = _hamming.MultiIndexHash(codes, mih.layout(bits, n), 1)
+        q = queries if codes is uniform else codes[rng.integers(0, n, 50)]
+        for r in radii:
+            probes, cands = tables.cost(q, r)
+            ms = timeit({"m": lambda r=r, t=tables, c=codes, q=q: t.range_search(c, q, r, None, "auto", 1)},
+                        1.0, 5)["m"]
+            rows.append([probes.sum(), cands.sum()])
+            ys.append(ms * 1e6)
+    (ns_probe, ns_cand), _ = nnls(np.array(rows, float), np.array(ys))
+    one = timeit({"f": lambda: _hamming.range_search(uniform, queries[:1], 3, None, "auto", 1)}, 1.0, 9)["f"]
+    batch = timeit({"f": lambda: _hamming.range_search(uniform, queries[:32], 3, None, "auto", 1)}, 1.0, 5)["f"]
+    print(f"NS_PER_PROBE ~ {ns_probe:.1f}, NS_PER_CANDIDATE ~ {ns_cand:.1f}, flat ns/byte: one query "
+          f"{one * 1e6 / uniform.nbytes:.3f}, batch of 32 {batch * 1e6 / (32 * uniform.nbytes):.3f} "
+          f"(module: {mih.NS_PER_PROBE}, {mih.NS_PER_CANDIDATE}, {mih.NS_PER_SCANNED_BYTE})")
 
 
 def main(argv=None) -> None:

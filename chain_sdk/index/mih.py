@@ -15,10 +15,13 @@ import math
 
 import numpy as np
 
-#: Measured costs (ns, 1 thread, AVX-512 machine; see benchmarks/bench_hamming.py --mih-calibrate).
-NS_PER_PROBE = 12.0
-NS_PER_CANDIDATE = 12.0
-NS_PER_SCANNED_BYTE = 0.05
+#: Measured costs (ns, 1 thread) on the 2-vCPU AVX-512 development VM by
+#: ``benchmarks/bench_hamming.py --mih-calibrate`` (non-negative least squares over a uniform and a
+#: heavily duplicated 1e6 x 64-bit database: 19.9 ns per probe, 7.4 ns per candidate; the flat scan
+#: took 0.038 ns/byte for one query and 0.030 for a batch of 32).
+NS_PER_PROBE = 20.0
+NS_PER_CANDIDATE = 7.5
+NS_PER_SCANNED_BYTE = 0.035
 #: Don't build tables for databases this small: the flat scan takes microseconds there.
 MIN_CODES = 20_000
 #: Build only when the model predicts at least this speed-up on a uniform database.
