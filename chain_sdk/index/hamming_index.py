@@ -324,6 +324,8 @@ def _filter_ranges(lims, d, p, keep):
 
 def _merge_ranges(nq: int, parts):
     """Merge (query indices, (lims, d, pos)) parts into one result sorted by (query, d, pos)."""
+    if len(parts) == 1 and len(parts[0][0]) == nq:  # one part holding every query: already sorted
+        return parts[0][1]
     qs, ds, ps = [], [], []
     for q_idx, (lims, d, p) in parts:
         qs.append(np.repeat(q_idx, np.diff(lims)))
