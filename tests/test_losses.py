@@ -117,7 +117,7 @@ def test_scene_loss_matches_formula_on_two_scenes():
         protos = torch.nn.functional.normalize(torch.stack([v[:5].mean(0), v[5:].mean(0)]), dim=-1)
         logits = v @ protos.T / 0.2
         expected.append(torch.nn.functional.cross_entropy(logits, torch.tensor([0] * 5 + [1] * 5)))
-    assert float(loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
+    assert loss.item() == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
     loss.backward()
     assert tokens.grad is not None and tokens.grad.abs().sum() > 0
 

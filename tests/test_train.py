@@ -25,13 +25,18 @@ torch.set_num_threads(1)
 SMALL = ["--dim", "32", "--depth", "1", "--heads", "2"]
 
 
-def write_clusters(path, label_path, n, seed, classes=6, t=8, d=32, noise=1.5, key="labels"):
-    """Videos of `classes` clusters: every frame = class centre + drift over time + noise."""
-    centres = np.random.default_rng(1234).standard_normal((classes, d)).astype(np.float32)
+def write_clusters(path, label_path, n, seed, classes=6, t=8, d=32, signal=8, noise=4.0, key="labels"):
+    """Videos of `classes` clusters. The class lives in `signal` of the d dimensions; the others
+    carry large noise that changes from frame to frame. A random projection (an untrained model)
+    is dominated by that noise; a model trained to agree across temporal views learns to drop it.
+    """
+    centres = np.zeros((classes, d), np.float32)
+    centres[:, :signal] = np.random.default_rng(1234).standard_normal((classes, signal))
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, n)
-    drift = rng.standard_normal((n, 1, d)).astype(np.float32) * np.linspace(-1, 1, t)[None, :, None]
-    feats = centres[y][:, None, :] + 0.5 * drift + noise * rng.standard_normal((n, t, d)).astype(np.float32)
+    scale = np.full(d, 0.3, np.float32)
+    scale[signal:] = noise
+    feats = centres[y][:, None, :] + scale * rng.standard_normal((n, t, d)).astype(np.float32)
     with h5py.File(path, "w") as f:
         f.create_dataset("feats", data=feats.astype(np.float32))
     scipy.io.savemat(label_path, {key: np.eye(classes, dtype=np.float32)[y]})
@@ -117,17 +122,23 @@ def test_eval_cli_writes_metrics_and_plots(data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_training_beats_random_codes_by_a_wide_margin(data, tmp_path):
-    fit(data, tmp_path / "ck", "--epochs", "40", "--max-steps", "300", "--lr", "1e-3")
+    fit(data, tmp_path / "ck", "--epochs", "40", "--max-steps", "200", "--lr", "1e-3")
     model, _ = load_checkpoint(tmp_path / "ck")
-    q = encode_features(model, open_features(data / "q.h5"))
-    db = encode_features(model, open_features(data / "db.h5"))
     ql, dbl = load_labels(data / "q.mat"), load_labels(data / "db.mat")
-    trained = metrics.map_at_k(q, db, ql, dbl, [20])[20]
+
+    def map20(m):
+        q = encode_features(m, open_features(data / "q.h5"))
+        db = encode_features(m, open_features(data / "db.h5"))
+        return metrics.map_at_k(q, db, ql, dbl, [20])[20], q.shape, db.shape
+
+    trained, q_shape, db_shape = map20(model)
+    untrained, _, _ = map20(type(model)(model.config).eval())
     rng = np.random.default_rng(0)
-    random = np.mean([metrics.map_at_k(rng.integers(0, 256, q.shape, dtype=np.uint8),
-                                       rng.integers(0, 256, db.shape, dtype=np.uint8), ql, dbl, [20])[20]
+    random = np.mean([metrics.map_at_k(rng.integers(0, 256, q_shape, dtype=np.uint8),
+                                       rng.integers(0, 256, db_shape, dtype=np.uint8), ql, dbl, [20])[20]
                       for _ in range(5)])
-    assert trained > 0.6 and trained > 2.5 * random, (trained, random)
+    # Measured when written: trained ~0.85 (0.92 at 300 steps), untrained ~0.11, random ~0.06.
+    assert trained > 0.6 and trained > 5 * random and trained > 3 * untrained, (trained, untrained, random)
 
 
 def test_load_checkpoint_rejects_mismatches(data, tmp_path):
