@@ -22,7 +22,7 @@ Everything is vectorised over a chunk of queries; ``chunk`` bounds memory to abo
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

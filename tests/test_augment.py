@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from chain_sdk.train.augment import (SpatialAugmentConfig, SpatialParams, apply_params,
-                                     augment_clip, draw_params)
+from chain_sdk.train.augment import (
+    SpatialAugmentConfig,
+    SpatialParams,
+    apply_params,
+    augment_clip,
+    draw_params,
+)
 
 NONE = SpatialAugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
                             grey_p=0.0)

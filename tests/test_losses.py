@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from chain_sdk.train.losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
 from chain_sdk.train.model import ChainConfig, ChainModel
 
@@ -126,7 +125,7 @@ def test_scene_loss_batch_negatives_is_larger():
     tokens = two_scene_tokens()
     own = SceneChangeLoss(batch_negatives=False)(tokens)
     batch = SceneChangeLoss(batch_negatives=True)(tokens)
-    assert float(batch) > float(own)
+    assert batch.item() > own.item()
 
 
 def test_scene_loss_skips_degenerate_videos():

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from safetensors.torch import load_file
-
-from chain_sdk import metrics
-from chain_sdk.errors import CheckpointError
 from chain_sdk.train import cli
 from chain_sdk.train.checkpoint import load_checkpoint
 from chain_sdk.train.data import FeatureViews, load_labels, open_features
 from chain_sdk.train.evaluate import encode_features
 from chain_sdk.train.model import ChainConfig
-from chain_sdk.train.trainer import Trainer, TrainConfig
+from chain_sdk.train.trainer import TrainConfig, Trainer
+from safetensors.torch import load_file
+
+from chain_sdk import metrics
+from chain_sdk.errors import CheckpointError
 
 torch.set_num_threads(1)
 SMALL = ["--dim", "32", "--depth", "1", "--heads", "2"]

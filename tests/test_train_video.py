@@ -11,14 +11,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from chain_sdk.train import cli
+from chain_sdk.train.checkpoint import load_checkpoint
+from chain_sdk.train.data import (
+    ExtractionConfig,
+    VideoWindowViews,
+    build_window_cache,
+    decode_windows,
+)
 from torch import nn
 
 from chain_sdk import data as sample_data
 from chain_sdk.errors import EmptyVideoError, VideoOpenError
-from chain_sdk.train import cli
-from chain_sdk.train.checkpoint import load_checkpoint
-from chain_sdk.train.data import (ExtractionConfig, VideoWindowViews, build_window_cache,
-                                  decode_windows)
 
 torch.set_num_threads(1)
 
@@ -50,7 +54,7 @@ def clips():
 
 
 def config(**kw):
-    base = dict(frames=6, dense_frames=12, segment=2.0, draws=2, seed=0)
+    base = {"frames": 6, "dense_frames": 12, "segment": 2.0, "draws": 2, "seed": 0}
     base.update(kw)
     return ExtractionConfig(**base)
 
@@ -87,7 +91,7 @@ def test_window_cache_features_and_reuse(clips, tmp_path):
 
     views = VideoWindowViews(windows, frames=6)
     rng = np.random.default_rng(0)
-    x1, p1, x2, p2 = views.sample(np.array([0, 3, 7]), rng)
+    x1, p1, x2, _ = views.sample(np.array([0, 3, 7]), rng)
     assert x1.shape == (3, 6, 16) and p1.tolist() == [list(range(6))] * 3
     assert not np.array_equal(x1, x2)
 

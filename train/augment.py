@@ -19,8 +19,14 @@ import numpy as np
 
 from chain_sdk.video import segment_indices
 
-__all__ = ["SpatialAugmentConfig", "SpatialParams", "draw_params", "apply_params",
-           "augment_clip", "segment_indices"]
+__all__ = [
+    "SpatialAugmentConfig",
+    "SpatialParams",
+    "apply_params",
+    "augment_clip",
+    "draw_params",
+    "segment_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,8 @@ def _draw_crop(rng, height, width, config) -> tuple[int, int, int, int]:
     for _ in range(10):
         target = area * rng.uniform(*config.crop_scale)
         ratio = float(np.exp(rng.uniform(*log_ratio)))
-        w = int(round(np.sqrt(target * ratio)))
-        h = int(round(np.sqrt(target / ratio)))
+        w = round(float(np.sqrt(target * ratio)))
+        h = round(float(np.sqrt(target / ratio)))
         if 0 < w <= width and 0 < h <= height:
             return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
     side = min(height, width)  # fallback: the central square
@@ -122,7 +128,7 @@ def _saturation(img: np.ndarray, f: float) -> np.ndarray:
 
 
 def _hue(img: np.ndarray, shift: float) -> np.ndarray:
-    steps = int(round(shift * 180))
+    steps = round(shift * 180)
     if steps == 0:  # below OpenCV's hue resolution: skip the lossy 8-bit HSV round trip
         return img
     out = np.empty_like(img)

@@ -22,9 +22,10 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -90,7 +91,7 @@ def load_labels(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         import h5py
 
         with h5py.File(path, "r") as f:
-            data = {k: np.asarray(f[k]).T for k in f.keys()}
+            data = {k: np.asarray(f[k]).T for k in f}
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read labels ({exc})") from exc
     for k in keys:
@@ -160,7 +161,7 @@ class ExtractionConfig:
     draws: int = 4  # A: augmentation draws per window
     seed: int = 0
     short_side: int = 256  # decoded frames are downscaled to this short side before cropping
-    spatial: SpatialAugmentConfig = SpatialAugmentConfig()
+    spatial: SpatialAugmentConfig = field(default_factory=SpatialAugmentConfig)
 
     @property
     def dense(self) -> int:
@@ -192,7 +193,11 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
     """
     lo, hi = config.time_range or (0.0, math.inf)
     seg = config.segment or math.inf
-    current, frames, stamps, emitted = None, [], [], 0
+    current: int = 0
+    frames: list[np.ndarray] = []
+    stamps: list[float] = []
+    emitted = 0
+    started = False
 
     def flush():
         idx = np.unique(segment_indices(len(frames), min(len(frames), config.dense)))
@@ -207,11 +212,11 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
         if t >= hi:
             break
         w = int((t - lo) // seg) if seg != math.inf else 0
-        if current is not None and w != current and frames:
+        if started and w != current and frames:
             yield flush()
             emitted += 1
             frames, stamps = [], []
-        current = w
+        current, started = w, True
         frames.append(_downscale(frame, config.short_side))
         stamps.append(t)
     if frames:
@@ -282,7 +287,7 @@ def build_window_cache(videos: Sequence[str | os.PathLike], backbone: Any, confi
             results += probe
             hits += len(probe)
             continue
-        entries = []
+        entries: list[tuple[Window, np.ndarray]] = []
         for window, frames, _ in tqdm(decode_windows(path, config), desc=path.name, unit="window",
                                       leave=False):
             key = cache_key(window, config, name, input_size, stat)
@@ -352,7 +357,8 @@ class VideoWindowViews:
         return self.n_videos
 
     def sample(self, indices: np.ndarray, rng: np.random.Generator) -> Views:
-        x1, x2 = [], []
+        x1: list[np.ndarray] = []
+        x2: list[np.ndarray] = []
         for i in indices:
             feats = self.feats[i]
             for out in (x1, x2):

@@ -28,8 +28,13 @@ import torch
 
 from chain_sdk.errors import CheckpointError
 
-from .checkpoint import (load_checkpoint, load_trainer_state, read_config, save_checkpoint,
-                         save_trainer_state)
+from .checkpoint import (
+    load_checkpoint,
+    load_trainer_state,
+    read_config,
+    save_checkpoint,
+    save_trainer_state,
+)
 from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
 from .model import ChainConfig, ChainModel
 
@@ -180,7 +185,7 @@ class Trainer:
                 rng = np.random.default_rng([self.cfg.seed, 1, self.step])
                 row = self.train_step(order[start:start + self.batch], rng)
                 now = time.perf_counter()
-                row.update(step=self.step, epoch=epoch, lr=self.scheduler.get_last_lr()[0],
+                row.update(step=self.step, epoch=epoch, lr=float(self.scheduler.get_last_lr()[0]),
                            clips_per_s=self.batch / max(now - tick, 1e-9))
                 tick = now
                 writer.write(row)
