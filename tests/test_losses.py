@@ -132,7 +132,7 @@ def test_scene_loss_skips_degenerate_videos():
     loss_fn = SceneChangeLoss()
     same = torch.ones(2, 6, 8, requires_grad=True)  # one scene only
     loss = loss_fn(same)
-    assert loss_fn.last_skipped == 2 and float(loss) == 0.0
+    assert loss_fn.last_skipped == 2 and loss.item() == 0.0
     loss.backward()  # still part of the graph
     noisy = torch.randn(4, 25, 64)
     SceneChangeLoss(max_iter=2)(noisy)  # cannot converge in 2 iterations: skipped, no crash
