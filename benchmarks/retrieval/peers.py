@@ -68,13 +68,30 @@ def _import_error(peer: str) -> str:
             f"in {sys.executable} ({last}); run benchmarks/retrieval/install_peers.sh")
 
 
+def _entries(videos) -> list[list[str]]:
+    return [[v.key, str(v.path), file_sha256(v.path)] for v in videos]
+
+
+def time_peer(peer: str, videos: list, python: str, timeout_s: float = 1800) -> float:
+    """Mean seconds to hash one of `videos` from scratch (empty hash cache), in the peer's venv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = {"peer": peer, "database": _entries(videos[1:]), "queries": _entries(videos[:1]),
+                    "cache_dir": str(Path(tmp) / "cache"), "ffmpeg": ffmpeg_exe()}
+        mpath, opath = Path(tmp) / "manifest.json", Path(tmp) / "out.json"
+        mpath.write_text(json.dumps(manifest))
+        proc = subprocess.run([python, str(WORKER), str(mpath), str(opath)], capture_output=True, text=True,
+                              timeout=timeout_s)
+        if proc.returncode != 0 or not opath.is_file():
+            return float("nan")
+        return float(np.mean(list(json.loads(opath.read_text())["encode_s"].values())))
+
+
 def run_peer(peer: str, rs: RetrievalSet, *, overrides: dict[str, str] | None = None,
              timeout_s: float = 3600) -> PeerOutcome:
     python = peer_python(peer, overrides)
     if python is None:
         return PeerOutcome(peer, None, error=_import_error(peer))
-    entries = lambda videos: [[v.key, str(v.path), file_sha256(v.path)] for v in videos]  # noqa: E731
-    manifest = {"peer": peer, "database": entries(rs.database), "queries": entries(rs.queries),
+    manifest = {"peer": peer, "database": _entries(rs.database), "queries": _entries(rs.queries),
                 "cache_dir": str(data.cache_dir() / "retrieval" / "peers" / peer), "ffmpeg": ffmpeg_exe()}
     with tempfile.TemporaryDirectory() as tmp:
         mpath, opath = Path(tmp) / "manifest.json", Path(tmp) / "out.json"

@@ -93,6 +93,46 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
     return [evaluate(r, rs) for r in results], outcomes, chain_notes
 
 
+def timing_videos(rs: dataset.RetrievalSet, n: int) -> list[dataset.Video]:
+    """A fixed mix for the timing pass: evaluation originals and queries of different edits."""
+    originals = [v for v in rs.database if v.key in set(rs.eval_keys)][: (n + 1) // 2]
+    step = max(1, len(rs.queries) // max(1, n // 2))
+    return originals + rs.queries[1::step][: n // 2]
+
+
+def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], outcomes, n: int) -> str:
+    """Encode the same few videos from scratch with every method, one after the other in this run,
+    and replace each method's encode time by that measurement (cached timings come from runs
+    under different machine load, so they are not comparable)."""
+    videos = timing_videos(rs, n)
+    by_name = {ev.result.name: ev.result for ev in evaluated}
+
+    def fresh_features(frames: int) -> tuple[float, np.ndarray]:
+        seconds, feats = [], []
+        for v in videos:
+            t0 = time.perf_counter()
+            feats.append(features.run_backbone(features.sample(v.path, frames)))
+            seconds.append(time.perf_counter() - t0)
+        return float(np.mean(seconds)), np.stack(feats)
+
+    base, feats = fresh_features(features.DEFAULT_FRAMES)
+    for r in by_name.values():
+        if r.family in ("reference", "ablation"):
+            r.encode_s = base
+    for name, model_dir in models:
+        frames = methods.model_frames(model_dir)
+        secs, f = (base, feats) if frames == features.DEFAULT_FRAMES else fresh_features(frames)
+        per_video = [methods.temporal_codes(model_dir, f[i:i + 1])[1] for i in range(len(f))]
+        by_name[name].encode_s = secs + float(np.mean(per_video))
+    for o in outcomes:
+        if o.error is None:
+            secs = peers.time_peer(o.peer, videos, o.python)
+            for r in o.results:
+                r.encode_s = secs
+    return (f"{len(videos)} videos ({', '.join(v.key for v in videos)}), each encoded from scratch by every "
+            "method in turn in this run")
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -240,7 +280,8 @@ def goal_section(evaluated: list[Evaluated], hardest: str, bits: int) -> list[st
                 theirs = rival.overall[m] if scope == "overall" else rival.per_edit[hardest][m]
                 ok = mine > theirs
                 met_all &= ok
-                cells.append(f"{'beats' if ok else 'does not beat'} ({_fmt(mine)} vs {_fmt(theirs)})")
+                verdict = "beats" if ok else ("ties" if mine == theirs else "loses")
+                cells.append(f"{verdict} ({_fmt(mine)} vs {_fmt(theirs)})")
         lines.append(f"| {rival.result.name} | " + " | ".join(cells) + " |")
     lines += ["", f"**Goal {'met' if met_all else 'NOT met'}.**", ""]
     return lines
@@ -261,7 +302,7 @@ def peer_section(outcomes: list[peers.PeerOutcome]) -> list[str]:
 
 
 def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated], outcomes, chain_notes,
-                 args, figures: dict[str, str], runtime_s: float, command: str) -> None:
+                 args, figures: dict[str, str], runtime_s: float, command: str, timing_note: str | None) -> None:
     edits = list(dict.fromkeys(q.edit for q in rs.queries))
     hardest = hardest_edit(evaluated, edits)
     n_db, n_q = len(rs.database), len(rs.queries)
@@ -279,11 +320,12 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            f"{runtime_s:.0f} s.", ""]
     md += ["## Results", "", *goal_section(evaluated, hardest, args.bits[0]),
            "### Overall", "", *main_table(evaluated), "",
-           "Encode s/video: decoding plus hashing one video on this CPU, averaged over database and query videos. "
-           "For the feature methods this is sampling 25 frames with `chain_sdk.video.sample_clip` plus the "
-           "EfficientNet-Lite0 backbone (torch, 2 threads), measured when the features were first cached; for peers "
-           "it is the peer's own hashing call, measured when first hashed. The machine is shared, so compare ratios "
-           "within one run only.", "",
+           "Encode s/video: decoding plus hashing one video on this CPU. For the feature methods: sampling 25 "
+           "frames with `chain_sdk.video.sample_clip` plus the EfficientNet-Lite0 backbone (onnxruntime, 2 threads) "
+           "(+ `temporal.onnx` for CHAIN); for peers: the peer's own hashing call. "
+           + (f"Timing pass: {timing_note}. " if timing_note else
+              "Measured when each video was first cached (no timing pass), so under varying load. ")
+           + "The machine is shared with other jobs: compare ratios within one run only.", "",
            f"### Top-1 per edit (hardest edit: `{hardest}`)", "", *per_edit_table(evaluated, edits, "top1"), "",
            f"![per-edit top-1]({figures['per_edit']})", "",
            "### mAP@5 per edit", "", *per_edit_table(evaluated, edits, "map@5"), ""]
@@ -364,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-distractors", type=int, default=None)
     p.add_argument("--training-log", nargs="*", default=[], type=Path, help="CSV/JSON loss logs to plot")
     p.add_argument("--out", type=Path, default=Path("docs/near_duplicate_report.md"))
+    p.add_argument("--timing-videos", type=int, default=6,
+                   help="videos every method encodes from scratch, side by side, for the encode-time column (0: off)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -374,6 +418,9 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
     rs = dataset.build(args.split, edits=args.edits, limit_segments=args.limit_segments,
                        limit_distractors=args.limit_distractors, progress=progress)
     evaluated, outcomes, chain_notes = run_methods(rs, args, progress=progress)
+    timing_note = None
+    if args.timing_videos > 0:
+        timing_note = timing_pass(rs, evaluated, parse_models(args.models or []), outcomes, args.timing_videos)
     fig_dir = args.out.parent / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     stem = f"near_duplicate_{rs.split}"
@@ -386,7 +433,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
         training_plot(args.training_log, args.out.parent / figures["training"])
     runtime = time.perf_counter() - t0
     command = command or "python -m benchmarks.retrieval.report " + " ".join(sys.argv[1:])
-    write_report(args.out, rs, evaluated, outcomes, chain_notes, args, figures, runtime, command)
+    write_report(args.out, rs, evaluated, outcomes, chain_notes, args, figures, runtime, command, timing_note)
     results = {"split": rs.split, "runtime_s": runtime, "queries": [q.key for q in rs.queries],
                "database": [v.key for v in rs.database],
                "methods": {ev.result.name: {"family": ev.result.family, "code_size": ev.result.code_size,
