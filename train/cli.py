@@ -174,9 +174,13 @@ def _views_from_videos(args, frames: int):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    import torch
+
     from .checkpoint import read_config
     from .trainer import Trainer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)  # before feature extraction, which runs the CNN
     if args.features:
         views, backbone = _views_from_features(args)
     else:

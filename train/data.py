@@ -192,6 +192,8 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
     the video's only one.
     """
     lo, hi = config.time_range or (0.0, math.inf)
+    if hi <= lo or lo < 0:
+        raise ValueError(f"time range must satisfy 0 <= START < END, got {config.time_range}")
     seg = config.segment or math.inf
     current: int = 0
     frames: list[np.ndarray] = []
