@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from chain_sdk.train.augment import (
@@ -76,3 +78,25 @@ def test_bad_frames_rejected():
     with pytest.raises(ValueError, match="uint8"):
         apply_params(np.zeros((2, 8, 8, 3), np.float32), SpatialParams((0, 0, 8, 8), False, (), False),
                      (8, 8))
+
+
+def test_blur_and_letterbox_draws_apply_to_every_frame_alike():
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (4, 60, 80, 3), dtype=np.uint8)
+    config = SpatialAugmentConfig(blur_p=1.0, letterbox_p=1.0, jitter_p=0.0, grey_p=0.0, flip_p=0.0)
+    params = draw_params(np.random.default_rng(0), 60, 80, config)
+    assert params.blur_sigma > 0 and params.letterbox[0] < 1.0
+    out = apply_params(frames, params, (32, 32))
+    assert out.shape == (4, 32, 32, 3)
+    keep, horizontal = params.letterbox
+    bars = out[:, 0, :, :] if horizontal else out[:, :, 0, :]
+    assert (bars == 0).all()  # the bars are black on every frame
+    # blur lowers the high-frequency energy of noise frames
+    plain = apply_params(frames, replace(params, blur_sigma=0.0, letterbox=(1.0, True)), (32, 32))
+    blurred = apply_params(frames, replace(params, letterbox=(1.0, True)), (32, 32))
+    assert np.abs(np.diff(blurred.astype(int), axis=2)).mean() < np.abs(np.diff(plain.astype(int), axis=2)).mean()
+
+
+def test_default_policy_draws_no_blur_or_letterbox():
+    params = draw_params(np.random.default_rng(0), 60, 80, SpatialAugmentConfig())
+    assert params.blur_sigma == 0.0 and params.letterbox == (1.0, True)

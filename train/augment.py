@@ -12,7 +12,7 @@ segment for training, centres at test time).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -40,6 +40,11 @@ class SpatialAugmentConfig:
     saturation: float = 0.4
     hue: float = 0.1  # fraction of the hue circle
     grey_p: float = 0.2
+    # Near-duplicate edits beyond CVRL (proposals of this project, off unless asked for):
+    blur_p: float = 0.0  # Gaussian blur, sigma uniform in blur_sigma
+    blur_sigma: tuple[float, float] = (0.5, 3.0)
+    letterbox_p: float = 0.0  # shrink the picture into black bars (letterbox or pillarbox)
+    letterbox_scale: tuple[float, float] = (0.6, 0.9)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,13 +58,21 @@ class SpatialParams:
     flip: bool
     jitter: tuple[tuple[str, float], ...]  # (operation, factor) in application order; may be empty
     grey: bool
+    blur_sigma: float = 0.0  # 0: no blur
+    letterbox: tuple[float, bool] = (1.0, True)  # (kept fraction of one side, horizontal bars?)
 
 
 def draw_params(rng: np.random.Generator, height: int, width: int,
                 config: SpatialAugmentConfig = SpatialAugmentConfig()) -> SpatialParams:
     """Draw one transform for frames of `height` x `width` (torchvision-style crop sampling)."""
-    return SpatialParams(_draw_crop(rng, height, width, config), bool(rng.random() < config.flip_p),
-                         _draw_jitter(rng, config), bool(rng.random() < config.grey_p))
+    params = SpatialParams(_draw_crop(rng, height, width, config), bool(rng.random() < config.flip_p),
+                           _draw_jitter(rng, config), bool(rng.random() < config.grey_p))
+    # Extra draws only when enabled, so the default policy's random stream is unchanged.
+    if config.blur_p > 0 and rng.random() < config.blur_p:
+        params = replace(params, blur_sigma=float(rng.uniform(*config.blur_sigma)))
+    if config.letterbox_p > 0 and rng.random() < config.letterbox_p:
+        params = replace(params, letterbox=(float(rng.uniform(*config.letterbox_scale)), bool(rng.random() < 0.5)))
+    return params
 
 
 def _draw_crop(rng, height, width, config) -> tuple[int, int, int, int]:
@@ -105,7 +118,22 @@ def apply_params(frames: np.ndarray, params: SpatialParams, out_size: tuple[int,
         img = _JITTER[name](img, factor)
     if params.grey:
         img = np.repeat(_grey(img)[..., None], 3, axis=-1)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if params.blur_sigma > 0:
+        out = np.stack([cv2.GaussianBlur(f, (0, 0), params.blur_sigma) for f in out])
+    if params.letterbox[0] < 1.0:
+        out = np.stack([_letterbox(f, *params.letterbox) for f in out])
+    return out
+
+
+def _letterbox(frame: np.ndarray, keep: float, horizontal_bars: bool) -> np.ndarray:
+    """Shrink one side of the picture to `keep` of its size and pad it with black bars."""
+    h, w = frame.shape[:2]
+    new_h, new_w = (max(1, round(h * keep)), w) if horizontal_bars else (h, max(1, round(w * keep)))
+    out = np.zeros_like(frame)
+    y, x = (h - new_h) // 2, (w - new_w) // 2
+    out[y:y + new_h, x:x + new_w] = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
