@@ -30,6 +30,7 @@ import pickle
 import sys
 import tempfile
 import time
+import traceback
 from importlib import metadata
 from pathlib import Path
 
@@ -216,7 +217,9 @@ def main(argv: list[str]) -> int:
             hashes[key], encode_s[sha] = peer.cached_hash(path, sha)
         except Exception as exc:  # noqa: BLE001 -- a peer crashing on one video is a result to report
             hashes[key] = None
-            failed[key] = f"{type(exc).__name__}: {exc}"[:300]
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            failed[key] = (f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''} at "
+                           f"{Path(where.filename).name}:{where.lineno} `{where.line}`")[:300]
             print(f"[{name}] {key} FAILED {failed[key]}", file=sys.stderr, flush=True)
             continue
         print(f"[{name}] {i + 1}/{len(items)} {key} {encode_s[sha]:.2f}s", file=sys.stderr, flush=True)

@@ -159,8 +159,12 @@ def contact_sheet(rs: dataset.RetrievalSet, out: Path) -> None:
         ax.imshow(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=72)
     plt.close(fig)
+    from PIL import Image  # matplotlib's own dependency
+
+    # Film frames compress badly as true-colour PNG: a 256-colour palette keeps the committed file small.
+    Image.open(out).convert("P", palette=Image.ADAPTIVE, colors=256).save(out, optimize=True)
 
 
 def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> None:
@@ -170,7 +174,7 @@ def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> No
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(evaluated)
-    fig, ax = plt.subplots(figsize=(max(10, 1.4 * len(edits)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(10, 1.4 * len(edits)), 5.5))
     x = np.arange(len(edits))
     cmap = plt.get_cmap("tab20")
     for i, ev in enumerate(evaluated):
@@ -179,7 +183,7 @@ def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> No
     ax.set_xticks(x, edits, rotation=20, ha="right")
     ax.set_ylabel("top-1")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    ax.legend(fontsize=7, ncol=min(5, len(evaluated)), loc="lower center", bbox_to_anchor=(0.5, 1.01))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
@@ -376,6 +380,10 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            "(the project has Pillow 13), so it runs with `Pillow<10`. `vpdq` and `tmkpy` are source-only "
            "distributions that compile C++ against system libraries (vpdq: libavcodec/libavformat/libswscale "
            "headers; tmkpy: SWIG).", "",
+           "A video a peer crashes on counts as never found when it is a query and is never returned when it is a "
+           "database item. perception 0.9.3 crashes on videos that contain a uniform frame (such as the black frames "
+           "of the film's opening and fades): its PHashF frame hasher returns None when a frame's DCT is all zero "
+           "and `TMKL1.process_frame` asserts on it (TMKL2 shares the decoding pass).", "",
            "## Reproduce", "", "```",
            "make install                                  # the project environment",
            "bash benchmarks/retrieval/install_peers.sh    # optional: the four peers, each in its own venv",
