@@ -17,6 +17,7 @@ from chain_sdk.train.data import (
     ExtractionConfig,
     VideoWindowViews,
     build_window_cache,
+    decode_overlapping_windows,
     decode_windows,
 )
 from torch import nn
@@ -72,6 +73,15 @@ def test_decode_windows_split_and_time_range(clips):
     assert len(short) == 1
     with pytest.raises(EmptyVideoError):
         list(decode_windows(clips[1], config(time_range=(100.0, 200.0))))
+
+
+def test_overlapping_windows_start_every_hop(clips):
+    windows = [w for w, _, _ in decode_overlapping_windows(clips[0], config(time_range=(0.0, 6.0), hop=1.0))]
+    assert sorted((w.start, w.end) for w in windows) == [
+        (0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0), (4.0, 6.0)]  # (5, 7) would end past 6 s
+    # a clip shorter than half a segment past the offset yields no extra window
+    short = [w for w, _, _ in decode_overlapping_windows(clips[1], config(segment=10.0, hop=5.0))]
+    assert len(short) == 1
 
 
 def test_window_cache_features_and_reuse(clips, tmp_path):

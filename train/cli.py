@@ -105,6 +105,8 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
                    help="probability of a letterbox/pillarbox draw (near-duplicate edits; default off)")
     v.add_argument("--dense-frames", type=int, help="candidate frames per window (default 2T)")
     v.add_argument("--fps", type=float, help="decode at most this many frames per second")
+    v.add_argument("--hop", type=float, default=None,
+                   help="start a window every HOP seconds (default: --segment, no overlap)")
     v.add_argument("--segment", type=float, default=10.0,
                    help="window length in seconds (<= 0: whole video is one window)")
     v.add_argument("--time-range", type=float, nargs=2, metavar=("START", "END"),
@@ -168,7 +170,7 @@ def _views_from_videos(args, frames: int):
     backbone = resolve_backbone(args.backbone)
     config = ExtractionConfig(
         frames=frames, dense_frames=args.dense_frames, fps=args.fps,
-        segment=args.segment if args.segment and args.segment > 0 else None,
+        segment=args.segment if args.segment and args.segment > 0 else None, hop=args.hop,
         time_range=tuple(args.time_range) if args.time_range else None,
         draws=args.augment_draws, seed=args.seed,
         spatial=SpatialAugmentConfig(blur_p=args.blur_p, letterbox_p=args.letterbox_p))
@@ -196,7 +198,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model_config = _model_config(args, views.frames, views.feature_dim)
     train_config = _train_config(args)
     train_config.extra = {"source": args.features or args.videos,
-                          "time_range": args.time_range, "segment": args.segment}
+                          "time_range": args.time_range, "segment": args.segment, "hop": getattr(args, "hop", None)}
     trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
     out = trainer.fit(resume=args.resume)
     print(f"checkpoint: {out} (step {trainer.step})")

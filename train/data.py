@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,7 @@ class ExtractionConfig:
     dense_frames: int | None = None  # candidates per window; default 2T
     fps: float | None = None  # decode rate cap (None: native); the dense grid is drawn from it
     segment: float | None = 10.0  # window length in seconds (None: the whole video is one window)
+    hop: float | None = None  # start a window every `hop` seconds (None: = segment, no overlap)
     time_range: tuple[float, float] | None = None  # film-time range kept, seconds
     draws: int = 4  # A: augmentation draws per window
     seed: int = 0
@@ -230,6 +231,28 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
         raise EmptyVideoError(str(path), f"no frames in film-time range [{lo}, {hi}) s")
 
 
+def decode_overlapping_windows(path: Path, config: ExtractionConfig
+                               ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """`decode_windows`, plus windows starting every `hop` seconds in between.
+
+    Overlapping windows are hard negatives for each other (half their frames are shared), which
+    is what near-duplicate search must tell apart. One decode pass per offset keeps the
+    streaming decoder simple; windows covering less than half a segment are dropped.
+    """
+    yield from decode_windows(path, config)
+    if not (config.hop and config.segment and config.hop < config.segment):
+        return
+    lo, hi = config.time_range or (0.0, math.inf)
+    for offset in np.arange(config.hop, config.segment, config.hop):
+        shifted = replace(config, time_range=(lo + float(offset), hi))
+        try:
+            for window, frames, stamps in decode_windows(path, shifted):
+                if stamps[-1] - stamps[0] >= config.segment / 2:
+                    yield window, frames, stamps
+        except EmptyVideoError:  # the video ends before this offset
+            continue
+
+
 def _downscale(frame: np.ndarray, short_side: int) -> np.ndarray:
     h, w = frame.shape[:2]
     scale = short_side / min(h, w)
@@ -290,12 +313,15 @@ def build_window_cache(videos: Sequence[str | os.PathLike], backbone: Any, confi
             hits += len(probe)
             continue
         entries: list[tuple[Window, np.ndarray]] = []
-        for window, frames, _ in tqdm(decode_windows(path, config), desc=path.name, unit="window",
-                                      leave=False):
-            key = cache_key(window, config, name, input_size, stat)
-            rng = np.random.default_rng([config.seed, vi, len(entries)])
-            feats = extract_window_features(frames, backbone, config, rng)
-            _write_h5(cache / f"{key}.h5", feats, window)
+        for window, frames, _ in tqdm(decode_overlapping_windows(path, config), desc=path.name,
+                                      unit="window", leave=False):
+            target = cache / f"{cache_key(window, config, name, input_size, stat)}.h5"
+            if target.is_file():  # extracted before under another window layout
+                feats = _read_h5(target)
+            else:
+                rng = np.random.default_rng([config.seed, vi, len(entries)])
+                feats = extract_window_features(frames, backbone, config, rng)
+                _write_h5(target, feats, window)
             entries.append((window, feats))
         _write_index(cache, path, config, name, input_size, stat, [w for w, _ in entries])
         results += entries
@@ -306,7 +332,9 @@ def build_window_cache(videos: Sequence[str | os.PathLike], backbone: Any, confi
 def _index_path(cache: Path, path: Path, config, name, input_size, stat) -> Path:
     # The window list of a video depends on decoding; an index file remembers it.
     dummy = Window(str(path), -1.0, -1.0)
-    return cache / f"index-{cache_key(dummy, config, name, input_size, stat)}.json"
+    layout = json.dumps([config.segment, config.hop, config.time_range]).encode()
+    tag = hashlib.sha1(cache_key(dummy, config, name, input_size, stat).encode() + layout).hexdigest()
+    return cache / f"index-{tag}.json"
 
 
 def _write_index(cache, path, config, name, input_size, stat, windows: list[Window]) -> None:
@@ -328,9 +356,15 @@ def _cached_windows(cache, path, config, name, input_size, stat):
         file = cache / f"{cache_key(window, config, name, input_size, stat)}.h5"
         if not file.is_file():
             return None
-        with h5py.File(file, "r") as f:
-            out.append((window, np.asarray(f["feats"], dtype=np.float32)))
+        out.append((window, _read_h5(file)))
     return out
+
+
+def _read_h5(path: Path) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["feats"], dtype=np.float32)
 
 
 def _write_h5(target: Path, feats: np.ndarray, window: Window) -> None:
