@@ -39,35 +39,125 @@ def test_fp16_model_dir_is_valid_and_agrees_with_fp32_on_real_video(model_dir, t
     assert report.bit_agreement >= 0.98, report
 
 
-def test_int8_temporal_graph_is_qdq_symmetric_and_close_to_fp32(model_dir, tmp_path):
-    from chain_sdk.export.quantize import ArrayReader, quantize_int8
+# The int8 gate. Measured on 20 real clips (5 sample videos x 4, 25 frames, 64 bits, seeded
+# untrained temporal model, calibration = the 4 default sample clips): the default recipe keeps
+# 99.4 % of bits (0.40 of 64 flipped on average, at most 2), backbone feature cosine 0.9955 mean,
+# 0.96 worst frame; onnxruntime's default placement (Q/DQ on every Conv output too) kept 91.9 %
+# (5.2 bits) with cosine 0.87. Here: 4 clips of two videos the calibration never saw, calibrated on
+# 25 frames of one other video only (fast), so the gate leaves room for the smaller calibration
+# set while still failing any recipe that quantizes outputs or the depthwise convs (>= 1.25 bits).
+INT8_MIN_AGREEMENT = 0.98  # mean drift <= 1.28 bits of 64
+INT8_MIN_MEAN_COSINE = 0.99
+INT8_MIN_FRAME_COSINE = 0.90
+
+
+@pytest.fixture(scope="module")
+def int8_dir(model_dir, tmp_path_factory):
+    from chain_sdk import data
+    from chain_sdk.export.quantize import quantize_model
+
+    return quantize_model(model_dir, tmp_path_factory.mktemp("int8") / "model", "int8",
+                          calibration=[data.path("bikes.mp4")], frames_per_video=25)
+
+
+def producers(model) -> dict[str, object]:
+    """tensor name -> the node that makes it."""
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def test_int8_qdq_placement_is_what_tensorrt_expects(int8_dir):
+    """Q/DQ on inputs of weighted ops only, int8 symmetric, per-channel weights on the output axis;
+    the node groups of the recipe (depthwise convs, stem, temporal model) stay float."""
+    from chain_sdk.export.quantize import DEFAULT_INT8, float_node_groups
+
+    contract = read_model_dir(int8_dir)
+    recorded = contract.extra["quantization"]
+    assert recorded["recipe"]["keep_float"] == list(DEFAULT_INT8.keep_float)
+    for role in contract.graphs:
+        model = onnx.load(str(contract.graph_path(role)))
+        check_onnx_metadata(contract.graph_path(role), contract)
+        assert {n.op_type for n in model.graph.node} <= TENSORRT_SUPPORTED_OPS
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        made_by = producers(model)
+        dq_weights = {}
+        for node in model.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                zero_point = inits[node.input[2]]
+                assert zero_point.dtype == np.int8 and not zero_point.any(), "TensorRT needs int8 zero points of 0"
+            if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+                dq_weights[node.output[0]] = node
+            elif node.op_type == "DequantizeLinear":  # an activation: Q/DQ only where a weighted op reads it
+                users = {n.op_type for n in model.graph.node if node.output[0] in n.input}
+                # A residual Add may share the pair (TensorRT then fuses the Add into the int8 conv);
+                # a Clip behind a DQ means the conv output was quantized before ReLU6.
+                assert users & {"Conv", "MatMul", "Gemm"} and users <= {"Conv", "MatMul", "Gemm", "Add"}, \
+                    f"{node.name} feeds {users}: TensorRT wants Q/DQ on inputs of weighted ops only"
+        float_names = {name for group in recorded["recipe"]["keep_float"]
+                       for name in float_node_groups(model)[group]}
+        quantized = 0
+        for node in model.graph.node:
+            if node.op_type not in ("Conv", "MatMul", "Gemm"):
+                continue
+            fed_by_dq = [made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input[:2]]
+            if node.name in float_names:
+                assert not any(fed_by_dq), f"{node.name} should stay float"
+                continue
+            assert all(fed_by_dq), f"{node.name} should take Q/DQ activations and weights"
+            weight_dq = dq_weights[node.input[1]]
+            scale = inits[weight_dq.input[1]]
+            axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
+            out_axis = 0 if node.op_type == "Conv" else 1
+            assert axis == out_axis and scale.shape == (inits[weight_dq.input[0]].shape[out_axis],)
+            quantized += 1
+        assert quantized == recorded["graphs"][role]["quantized_nodes"]
+        assert (quantized >= 30) == (role != "temporal"), (role, quantized)  # 32 of the 49 convs; transformer float
+        assert {p.key: p.value for p in model.metadata_props}["precision"] == "int8"
+
+
+def test_int8_keeps_features_and_bits_of_fp32_on_unseen_real_video(model_dir, int8_dir):
+    from chain_sdk import data
+    from chain_sdk.export.verify import compare_codes, onnx_encoder, video_clips
+
+    clips = video_clips([data.path("bigbuckbunny.mp4"), data.path("carphone.mp4")], 25, (224, 224), clips_per_video=2)
+    frames = clips[:, ::3].reshape(-1, 224, 224, 3)  # every 3rd frame is enough for the feature check
+    (ref,) = session(model_dir / "backbone.onnx").run(["features"], {"frames": frames})
+    (got,) = session(int8_dir / "backbone.onnx").run(["features"], {"frames": frames})
+    cosine = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.mean() >= INT8_MIN_MEAN_COSINE and cosine.min() >= INT8_MIN_FRAME_COSINE, cosine
+    report = compare_codes(onnx_encoder(read_model_dir(model_dir), threads=1)(clips),
+                           onnx_encoder(read_model_dir(int8_dir), threads=1)(clips))
+    assert report.bit_agreement >= INT8_MIN_AGREEMENT, report
+
+
+def test_int8_temporal_graph_can_be_quantized_too(model_dir, tmp_path):
+    """A recipe that quantizes the transformer: MatMul weights per-channel on axis 1, inputs only."""
+    from chain_sdk.export.quantize import ArrayReader, Int8Recipe, quantize_int8
     from chain_sdk.export.verify import compare_codes
 
     (features,) = session(model_dir / "backbone.onnx").run(None, {"frames": real_frames(50)})
     clips = np.stack([np.roll(features, -i, axis=0)[:25] for i in range(0, 25, 3)])
-    quantize_int8(model_dir / "temporal.onnx", tmp_path / "t8.onnx", ArrayReader("features", [clips]))
+    report = quantize_int8(model_dir / "temporal.onnx", tmp_path / "t8.onnx", ArrayReader("features", [clips]),
+                           Int8Recipe(keep_float=("hash",)))
+    assert report["float_nodes"] == {"hash": 1} and report["quantized_nodes"] > 10
     model = onnx.load(str(tmp_path / "t8.onnx"))
     ops = [n.op_type for n in model.graph.node]
-    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
-    assert set(ops) <= TENSORRT_SUPPORTED_OPS
-    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) == 3:
-            assert not inits[node.input[2]].any(), "TensorRT needs zero points of 0 (symmetric)"
-            assert inits[node.input[2]].dtype == np.int8
-    assert {p.key: p.value for p in model.metadata_props}["precision"] == "int8"
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and set(ops) <= TENSORRT_SUPPORTED_OPS
     ref, _ = session(model_dir / "temporal.onnx").run(None, {"features": clips})
     got, _ = session(tmp_path / "t8.onnx").run(None, {"features": clips})
-    assert compare_codes(ref, got).bit_agreement >= 0.85
+    assert compare_codes(ref, got).bit_agreement >= 0.95
 
 
 def test_quantize_refuses_bad_requests(model_dir, tmp_path):
-    from chain_sdk.export.quantize import quantize_model
+    from chain_sdk.export.quantize import Int8Recipe, quantize_model
 
     with pytest.raises(ModelError, match="precision"):
         quantize_model(model_dir, tmp_path / "x", "int4")
     with pytest.raises(ModelError, match="not found"):
         quantize_model(tmp_path / "absent", tmp_path / "x", "fp16")
+    with pytest.raises(ModelError, match="node groups"):
+        Int8Recipe(keep_float=("everything",))
+    with pytest.raises(ModelError, match="calibration_method"):
+        Int8Recipe(calibration_method="kl")
 
 
 def test_compare_codes_matches_a_bit_by_bit_reference():
