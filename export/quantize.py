@@ -11,14 +11,19 @@ TensorRT 11 has no precision builder flags and no calibrators: precision lives i
   (activations per-tensor symmetric int8, weights per-channel symmetric int8 on the output-channel
   axis, biases float), never on their outputs. Calibrated (MinMax) on frames of real sample clips.
   `Int8Recipe` says which node groups stay float; the default was chosen by measurement on real
-  clips (see `DEFAULT_INT8` and docs/architecture.md):
+  clips (20 clips of the 5 sample videos, 64 bits; tests/test_export_quantize.py holds the gate):
 
   | what stays float | why |
   |---|---|
   | Conv/MatMul outputs (no output Q/DQ) | quantizing pre-ReLU6 / pre-residual conv outputs with a symmetric scale wastes most of the int8 range: feature cosine 0.87 -> 0.985 |
   | EfficientNet depthwise convs | per-tensor int8 inputs after ReLU6 starve low-range channels: cosine 0.985 -> 0.993, bit drift 1.5 -> 0.4 of 64 |
-  | stem and head convs | first layer sees raw pixels, last one makes the pooled feature: worst-frame cosine 0.91 -> 0.96 |
-  | the temporal transformer | ~1 % of the FLOPs of 25 frames through the CNN: int8 there buys nothing, costs bits |
+  | the stem conv (3 -> 32 channels, ~3 % of the FLOPs) | it reads the raw pixels: worst-frame cosine 0.91 -> 0.96 (the head conv measured no gain: it stays int8) |
+  | the temporal transformer | ~1 % of the FLOPs of 25 frames through the CNN: int8 there buys no speed and cost 0.1-0.2 bits alone |
+
+  Residual Adds share their input's Q/DQ with the next conv (onnxruntime's placement, which lets
+  TensorRT fuse the Add into the int8 conv); a float skip path measured no better (cosine +0.0004).
+  Entropy and 99.99-percentile calibration, and adding 256 frames of the film (0-240 s) to the
+  calibration set, measured within noise of MinMax on the sample clips, so the simplest one stays.
 
 Output: the same file set (graphs, model.json with `precision` and, for int8, the recipe and the
 nodes kept float under `extra.quantization`, checkpoint copy).
@@ -31,9 +36,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +92,7 @@ def sample_frames(videos: Sequence[str | os.PathLike], per_video: int, size: tup
             raise ModelError(f"calibration video cannot be opened: {video}")
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or per_video
         wanted = set(np.linspace(0, total - 1, per_video).astype(int).tolist())
-        index, got = 0, []
+        index, got = 0, list[np.ndarray]()
         while len(got) < len(wanted):
             ok, frame = cap.read()
             if not ok:

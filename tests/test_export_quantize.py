@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_export import TENSORRT_SUPPORTED_OPS, exported_model_dir, real_frames, session
 
 from chain_sdk.contract import check_onnx_metadata, read_model_dir
 from chain_sdk.errors import ModelError
-from test_export import TENSORRT_SUPPORTED_OPS, exported_model_dir, real_frames, session
 
 onnx = pytest.importorskip("onnx")
 pytestmark = pytest.mark.slow
@@ -21,6 +21,7 @@ def model_dir(tmp_path_factory):
 def test_fp16_model_dir_is_valid_and_agrees_with_fp32_on_real_video(model_dir, tmp_path):
     from chain_sdk.export.quantize import quantize_model
     from chain_sdk.export.verify import compare_codes, onnx_encoder, video_clips
+
     from chain_sdk import data
 
     out = quantize_model(model_dir, tmp_path / "fp16", "fp16")
@@ -40,12 +41,15 @@ def test_fp16_model_dir_is_valid_and_agrees_with_fp32_on_real_video(model_dir, t
 
 
 # The int8 gate. Measured on 20 real clips (5 sample videos x 4, 25 frames, 64 bits, seeded
-# untrained temporal model, calibration = the 4 default sample clips): the default recipe keeps
-# 99.4 % of bits (0.40 of 64 flipped on average, at most 2), backbone feature cosine 0.9955 mean,
-# 0.96 worst frame; onnxruntime's default placement (Q/DQ on every Conv output too) kept 91.9 %
-# (5.2 bits) with cosine 0.87. Here: 4 clips of two videos the calibration never saw, calibrated on
-# 25 frames of one other video only (fast), so the gate leaves room for the smaller calibration
-# set while still failing any recipe that quantizes outputs or the depthwise convs (>= 1.25 bits).
+# untrained temporal model, calibration = the 4 default sample clips), fused chain.onnx vs fp32:
+# the default recipe keeps 99.4 % of bits (0.4 of 64 flipped on average, at most 2), backbone
+# feature cosine 0.995 mean, 0.96 worst frame; onnxruntime's default placement (Q/DQ on every
+# Conv output too) kept 92 % (5.1 bits), cosine 0.87. Scale: the fp32 model itself flips 1.15 bits
+# when the same frames are re-encoded as JPEG quality 90. So the gate is "int8 perturbs codes less
+# than a mild transcode does": agreement >= 0.98 (mean drift <= 1.28 bits). The test calibrates on
+# 25 frames of one video (fast) and measures 4 clips of two other videos. On that set the default
+# gives 0.992 / cosine 0.9966 mean, 0.995 worst; an all-int8 CNN 0.969 (2.0 bits) and onnxruntime's
+# default placement 0.898 (6.5 bits, cosine 0.87) fail it.
 INT8_MIN_AGREEMENT = 0.98  # mean drift <= 1.28 bits of 64
 INT8_MIN_MEAN_COSINE = 0.99
 INT8_MIN_FRAME_COSINE = 0.90
@@ -53,8 +57,9 @@ INT8_MIN_FRAME_COSINE = 0.90
 
 @pytest.fixture(scope="module")
 def int8_dir(model_dir, tmp_path_factory):
-    from chain_sdk import data
     from chain_sdk.export.quantize import quantize_model
+
+    from chain_sdk import data
 
     return quantize_model(model_dir, tmp_path_factory.mktemp("int8") / "model", "int8",
                           calibration=[data.path("bikes.mp4")], frames_per_video=25)
@@ -115,8 +120,9 @@ def test_int8_qdq_placement_is_what_tensorrt_expects(int8_dir):
 
 
 def test_int8_keeps_features_and_bits_of_fp32_on_unseen_real_video(model_dir, int8_dir):
-    from chain_sdk import data
     from chain_sdk.export.verify import compare_codes, onnx_encoder, video_clips
+
+    from chain_sdk import data
 
     clips = video_clips([data.path("bigbuckbunny.mp4"), data.path("carphone.mp4")], 25, (224, 224), clips_per_video=2)
     frames = clips[:, ::3].reshape(-1, 224, 224, 3)  # every 3rd frame is enough for the feature check
@@ -175,8 +181,9 @@ def test_compare_codes_matches_a_bit_by_bit_reference():
 
 
 def test_cli_verify_exit_codes_and_errors(model_dir, tmp_path, capsys):
-    from chain_sdk import data
     from chain_sdk.export.cli import main
+
+    from chain_sdk import data
 
     video = str(data.path("bikes.mp4"))
     args = ["verify", "--reference", str(model_dir), "--candidate", str(model_dir), "--videos", video,
