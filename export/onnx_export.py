@@ -124,6 +124,36 @@ def load_backbone(name: str | os.PathLike, color_order: str) -> FrameBackbone:
     return get_backbone(name, color_order=color_order)
 
 
+def export_backbone(
+    path: str | os.PathLike,
+    *,
+    backbone: str = "efficientnet_lite0",
+    opset: int = DEFAULT_OPSET,
+    color_order: str = "BGR",
+) -> Path:
+    """Export a frame backbone alone (uint8 frames -> features) with its contract in the metadata.
+
+    The result plugs in wherever a backbone name does (`get_backbone(path)`, `chain-train fit
+    --backbone path`); onnxruntime runs it about 3x faster than torch eager on CPU.
+    """
+    check_opset(opset)
+    bb = load_backbone(backbone, color_order)
+    h, w = bb.input_size
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        proto = export_graph(BackboneGraph(bb), torch.zeros(2, h, w, 3, dtype=torch.uint8), {0: batch},
+                             opset, "frames", ["features"])
+    read_shapes_after_cast(proto)
+    del proto.metadata_props[:]
+    for key, value in bb.contract().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    proto.doc_string = f"chain-sdk frame backbone {bb.name}"
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checked(proto, out)
+
+
 def export_model(
     checkpoint_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
