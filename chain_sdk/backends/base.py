@@ -16,14 +16,16 @@ class Backend(ABC):
     """`run({input_name: array}) -> {output_name: array}` on host numpy arrays."""
 
     name: str = "backend"
+    _inputs: list[str]  # set by each backend from its graph or engine
+    _outputs: list[str]
 
     @property
-    @abstractmethod
-    def input_names(self) -> list[str]: ...
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
 
     @property
-    @abstractmethod
-    def output_names(self) -> list[str]: ...
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
 
     @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

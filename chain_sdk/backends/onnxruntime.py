@@ -81,14 +81,6 @@ class OnnxRuntimeBackend(Backend):
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._outputs = [o.name for o in self._session.get_outputs()]
 
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
-
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = set(self._inputs) - set(inputs)
         if missing:

@@ -117,14 +117,6 @@ class TensorRTBackend(Backend):
             self._buffers[name] = _Buffer(shape, dtype)
             self._context.set_tensor_address(name, self._buffers[name].device)
 
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
-
     def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         from cuda.bindings import runtime as cudart
 
