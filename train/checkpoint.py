@@ -38,16 +38,17 @@ def save_checkpoint(
     """Write weights and config atomically enough for a crash not to leave a mixed pair."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    backbone_info = dict(backbone or DEFAULT_BACKBONE)
+    if backbone_info.get("feature_dim", model.config.feature_dim) != model.config.feature_dim:
+        raise CheckpointError("backbone feature_dim differs from the model's feature_dim")
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.config.to_dict(),
-        "backbone": dict(backbone or DEFAULT_BACKBONE),
+        "backbone": backbone_info,
         "training": dict(training or {}),
         "sdk_version": __version__,
     }
-    if config["backbone"].get("feature_dim", model.config.feature_dim) != model.config.feature_dim:
-        raise CheckpointError("backbone feature_dim differs from the model's feature_dim")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp_weights, tmp_config = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
     save_file(state, str(tmp_weights))
