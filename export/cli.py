@@ -5,6 +5,9 @@
     chain-export trt      --model MODEL_DIR --precision fp32|fp16|int8 --min-batch 1 --opt-batch 8 --max-batch 32 --out ENGINE_DIR
     chain-export triton   --model MODEL_DIR|ENGINE_DIR --out REPO
     chain-export verify   --reference MODEL_DIR --candidate MODEL_DIR2|ENGINE_DIR --videos VIDEOS... [--min-agreement 0.99]
+    chain-export all      --checkpoint CKPT_DIR --out OUT_DIR [--calibration VIDEOS...] [--videos VIDEOS...]
+                          [--min-agreement-fp16 0.99] [--min-agreement-int8 0.98]
+                          (OUT_DIR/fp32, fp16, int8, parity.json, parity.md, triton; exit 1 if a gate fails)
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from chain_sdk.errors import ChainSDKError
 
@@ -69,12 +72,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     report = verify(args.reference, args.candidate, args.videos, clips_per_video=args.clips_per_video)
     print(f"{'candidate':<40} {'clips':>6} {'bit agreement':>14} {'mean Hamming':>13} {'max':>4}")
-    print(f"{str(args.candidate):<40} {report.clips:>6} {report.bit_agreement:>14.5f} "
+    print(f"{args.candidate!s:<40} {report.clips:>6} {report.bit_agreement:>14.5f} "
           f"{report.mean_hamming:>13.3f} {report.max_hamming:>4}")
     if report.bit_agreement < args.min_agreement:
         print(f"FAIL: bit agreement {report.bit_agreement:.5f} < {args.min_agreement}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    from .pipeline import Gates, export_all
+
+    gates = Gates(torch=args.min_agreement_torch, fp16=args.min_agreement_fp16, int8=args.min_agreement_int8)
+    parity = export_all(args.checkpoint, args.out, calibration=args.calibration, videos=args.videos, gates=gates,
+                        clips_per_video=args.clips_per_video, frames_per_video=args.frames_per_video,
+                        threads=args.threads, triton_kind=args.kind, backbone=args.backbone, opset=args.opset,
+                        color_order=args.color_order)
+    print((args.out / "parity.md").read_text())
+    for name, comparison in parity["comparisons"].items():
+        if not comparison["passed"]:
+            print(f"FAIL: {name} bit agreement {comparison['bit_agreement']:.5f} < {comparison['min_agreement']}",
+                  file=sys.stderr)
+    print(f"wrote {args.out}")
+    return 0 if parity["passed"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-video", type=int, default=4)
     p.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this (default: %(default)s)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("all", help="checkpoint -> fp32/fp16/int8 model dirs, parity report and Triton repository")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--out", required=True, type=Path, help="output root (fp32/ fp16/ int8/ triton/ parity.*)")
+    p.add_argument("--calibration", nargs="+", type=Path, help="int8 calibration videos (default: the sample clips)")
+    p.add_argument("--frames-per-video", type=int, default=25, help="calibration frames per video (default: %(default)s)")
+    p.add_argument("--videos", nargs="+", type=Path, help="parity videos (default: the sample clips)")
+    p.add_argument("--clips-per-video", type=int, default=4, help="parity clips per video (default: %(default)s)")
+    p.add_argument("--min-agreement-torch", type=float, default=0.99, help="gate, fp32 ONNX vs torch (default: %(default)s)")
+    p.add_argument("--min-agreement-fp16", type=float, default=0.99, help="gate, fp16 vs fp32 (default: %(default)s)")
+    p.add_argument("--min-agreement-int8", type=float, default=0.98, help="gate, int8 vs fp32 (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime/torch threads for parity (default: all)")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="as for `onnx` (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=20, help="ONNX opset, 17..20 (default: %(default)s)")
+    p.add_argument("--color-order", choices=["BGR", "RGB"], default="BGR", help="default: %(default)s")
+    p.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU", help="Triton instance kind")
+    p.set_defaults(func=cmd_all)
     return parser
 
 
