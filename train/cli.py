@@ -99,6 +99,8 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
     v.add_argument("--augment-draws", type=int, default=4, help="A, augmentation draws per window")
+    v.add_argument("--grey-p", type=float, default=0.2,
+                   help="probability of a greyscale draw (CVRL: 0.2)")
     v.add_argument("--blur-p", type=float, default=0.0,
                    help="probability of a Gaussian blur draw (near-duplicate edits; default off)")
     v.add_argument("--letterbox-p", type=float, default=0.0,
@@ -173,7 +175,8 @@ def _views_from_videos(args, frames: int):
         segment=args.segment if args.segment and args.segment > 0 else None, hop=args.hop,
         time_range=tuple(args.time_range) if args.time_range else None,
         draws=args.augment_draws, seed=args.seed,
-        spatial=SpatialAugmentConfig(blur_p=args.blur_p, letterbox_p=args.letterbox_p))
+        spatial=SpatialAugmentConfig(grey_p=args.grey_p, blur_p=args.blur_p,
+                                     letterbox_p=args.letterbox_p))
     windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
     info = {"name": backbone.name, "feature_dim": int(backbone.feature_dim),
             "input_size": list(backbone.input_size)}
