@@ -3,14 +3,14 @@
 # (never in the project's .venv: perception pins opencv-contrib-python-headless<5 and videohash
 # 3.0.1 needs Pillow<10, both of which would replace the project's OpenCV 5 / Pillow).
 #
-#   bash benchmarks/retrieval/install_peers.sh [VENV_ROOT]     (default $CHAIN_PEER_VENVS or /work/peer-venvs)
+#   bash benchmarks/retrieval/install_peers.sh [VENV_ROOT]     (default $CHAIN_PEER_VENVS or ~/.cache/chain-sdk/peer-venvs)
 #
 # vpdq and tmkpy are source distributions that compile C++: vpdq against FFmpeg's libav* headers
 # (+ cmake, pkg-config), tmkpy with SWIG. On Debian/Ubuntu the script installs those with apt-get
 # when it runs as root; otherwise install them first. A peer that fails to install is reported
 # and skipped; the benchmark then lists it as "not installed" with the reason.
 set -uo pipefail
-ROOT="${1:-${CHAIN_PEER_VENVS:-/work/peer-venvs}}"
+ROOT="${1:-${CHAIN_PEER_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/chain-sdk/peer-venvs}}"
 PY="${PYTHON:-python3}"
 mkdir -p "$ROOT"
 

@@ -1,7 +1,7 @@
 """Run the PyPI peers (videohash, vpdq, tmkpy, perception) through `peer_worker.py`.
 
 Each peer runs with the Python of its own virtual environment when one exists
-(`$CHAIN_PEER_VENVS/NAME`, default `/work/peer-venvs/NAME`, else `cache_dir()/peer-venvs/NAME`;
+(`$CHAIN_PEER_VENVS/NAME`, default `cache_dir()/peer-venvs/NAME`;
 `benchmarks/retrieval/install_peers.sh` creates them), else with this interpreter if the package
 imports here. A peer that cannot be found or fails is reported with the exact reason instead of
 a row.
@@ -45,8 +45,17 @@ class PeerOutcome:
 def venv_root() -> Path:
     if env := os.environ.get("CHAIN_PEER_VENVS"):
         return Path(env)
-    default = Path("/work/peer-venvs")
-    return default if default.is_dir() else data.cache_dir() / "peer-venvs"
+    return data.cache_dir() / "peer-venvs"
+
+
+def display_python(python: str | None) -> str:
+    """An interpreter path as the report shows it: relative to the venv root, no home dirs."""
+    if not python:
+        return "-"
+    if python == sys.executable:
+        return "project environment"
+    root = str(venv_root())
+    return "$CHAIN_PEER_VENVS" + python[len(root):] if python.startswith(root) else Path(python).name
 
 
 def peer_python(peer: str, overrides: dict[str, str] | None = None) -> str | None:

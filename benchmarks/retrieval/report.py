@@ -301,7 +301,7 @@ def peer_section(outcomes: list[peers.PeerOutcome]) -> list[str]:
             extra = [n for r in o.results[:1] for n in r.notes[1:]]
             if extra:
                 status += "; " + "; ".join(extra).replace("|", "\\|")
-        lines.append(f"| {o.peer} | `{peers.PINS[o.peer]}` | `{o.python or '-'}` | {status} |")
+        lines.append(f"| {o.peer} | `{peers.PINS[o.peer]}` | `{peers.display_python(o.python)}` | {status} |")
     return lines
 
 
@@ -374,7 +374,7 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            "precision over the many relevant (same-class) items in the top K.", "",
            "## Peers", "", *peer_section(outcomes), "",
            "Peers run in their own virtual environments (`benchmarks/retrieval/install_peers.sh` makes them under "
-           "`$CHAIN_PEER_VENVS`, default `/work/peer-venvs`) through `benchmarks/retrieval/peer_worker.py`, so "
+           "`$CHAIN_PEER_VENVS`, default `~/.cache/chain-sdk/peer-venvs`) through `benchmarks/retrieval/peer_worker.py`, so "
            "their pins never touch the project's environment: `perception` needs `opencv-contrib-python-headless<5` "
            "(the project has OpenCV 5) and `videohash` 3.0.1 calls `PIL.Image.ANTIALIAS`, removed in Pillow 10 "
            "(the project has Pillow 13), so it runs with `Pillow<10`. `vpdq` and `tmkpy` are source-only "
@@ -448,7 +448,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
                                             "encode_s": ev.result.encode_s, "overall": ev.overall,
                                             "per_edit": ev.per_edit, "ranks": ev.ranks.tolist(),
                                             "notes": ev.result.notes} for ev in evaluated},
-               "peers": {o.peer: {"version": o.version, "python": o.python, "error": o.error} for o in outcomes}}
+               "peers": {o.peer: {"version": o.version, "python": peers.display_python(o.python), "error": o.error} for o in outcomes}}
     (fig_dir / f"{stem}_results.json").write_text(json.dumps(results, indent=1))
     log.info("wrote %s in %.0f s", args.out, runtime)
     return evaluated
