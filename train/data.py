@@ -345,7 +345,6 @@ def _write_index(cache, path, config, name, input_size, stat, windows: list[Wind
 
 
 def _cached_windows(cache, path, config, name, input_size, stat):
-    import h5py
 
     index = _index_path(cache, path, config, name, input_size, stat)
     if not index.is_file():
