@@ -143,7 +143,7 @@ def chain_model(name: str, model_dir: Path, fs: FeatureSet) -> MethodResult:
     per_video = float(fs.feature_s.mean() + (tq * n_q + tdb * n_db) / (n_q + n_db))
     bits = int(meta["bits"])
     return MethodResult(name, "chain", f"{bits} bits", hamming_distances(q, db), per_video,
-                        [f"model dir {model_dir}", f"T={meta['frames']}"])
+                        [f"model {Path(model_dir).name}", f"T={meta['frames']}"])
 
 
 def verify_against_encoder(model_dir: Path, paths: list[Path], features: np.ndarray) -> str:

@@ -61,12 +61,14 @@ def feature_set(rs: dataset.RetrievalSet, frames: int, *, progress: bool) -> met
 
 
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
+    from chain_sdk.models import resolve_model
+
     out = []
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"--models takes NAME=DIR, got {item!r}")
-        out.append((name, Path(path)))
+        out.append((name, resolve_model(path)))  # model dir as is; a checkpoint is exported once
     return out
 
 
@@ -82,7 +84,8 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
         mfs = fs if frames == features.DEFAULT_FRAMES else feature_set(rs, frames, progress=progress)
         results.append(methods.chain_model(name, model_dir, mfs))
         check = methods.verify_against_encoder(model_dir, [v.path for v in rs.database[:3]], mfs.database[:3])
-        chain_notes.append(f"`{name}` ({model_dir}): {check}")
+        source = dict(item.partition("=")[::2] for item in args.models)[name]
+        chain_notes.append(f"`{name}` ({source}): {check}")
     outcomes = []
     for peer in args.peers:
         outcome = peers.run_peer(peer, rs, overrides=dict(p.split("=", 1) for p in args.peer_python or []))
