@@ -66,8 +66,8 @@ def version_tuple(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def compute_capability(device: int = 0) -> str:
-    """'8.7' etc. via cuda-python; BackendUnavailableError without a usable GPU."""
+def cuda_runtime() -> Any:
+    """cuda-python's runtime module, once a CUDA device is known to exist (else BackendUnavailableError)."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError as exc:
@@ -75,6 +75,12 @@ def compute_capability(device: int = 0) -> str:
     err, count = cudart.cudaGetDeviceCount()
     if err != cudart.cudaError_t.cudaSuccess or not count:
         raise BackendUnavailableError(f"no CUDA device ({err})")
+    return cudart
+
+
+def compute_capability(device: int = 0) -> str:
+    """'8.7' etc. via cuda-python; BackendUnavailableError without a usable GPU."""
+    cudart = cuda_runtime()
     err, props = cudart.cudaGetDeviceProperties(device)
     if err != cudart.cudaError_t.cudaSuccess:
         raise BackendUnavailableError(f"cannot query CUDA device {device} ({err})")

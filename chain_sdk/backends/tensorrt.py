@@ -78,18 +78,12 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, engine_dir: str | os.PathLike, *, device: int = 0) -> None:
-        from chain_sdk.export.tensorrt_build import check_engine_dir, require_tensorrt
+        from chain_sdk.export.tensorrt_build import check_engine_dir, cuda_runtime, require_tensorrt
 
         require_tensorrt()
         import tensorrt as trt
 
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError as exc:
-            raise BackendUnavailableError(f"cuda-python is not installed ({exc})") from exc
-        err, count = cudart.cudaGetDeviceCount()
-        if err != cudart.cudaError_t.cudaSuccess or not count:
-            raise BackendUnavailableError(f"no CUDA device for TensorRT ({err})")
+        cudart = cuda_runtime()
         _check(cudart.cudaSetDevice(device), "cudaSetDevice")
         self.contract = check_engine_dir(engine_dir)
         role, plan_name = next(iter(self.contract.graphs.items()))
