@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from chain_sdk.backends.base import Backend
-from chain_sdk.errors import BackendUnavailableError, EngineError
+from chain_sdk.errors import EngineError
 
 log = logging.getLogger(__name__)
 
