@@ -19,7 +19,7 @@ inline int64_t key_pos(uint64_t key) { return int64_t(key & ((uint64_t(1) << kPo
 // kNN: admits d <= limit; `limit` is one below the current k-th distance, found from a histogram of
 // the admitted distances (distances are integers in 0..bits, so the threshold walk is O(bits) in
 // total and k has no upper bound). Radius: limit = r, fixed.
-struct Collector {
+struct alignas(64) Collector {  // own cache lines: slots scanning in parallel never share one
   int32_t limit = 0;
   const uint8_t* deleted = nullptr;  // tombstone bitmap (bit i of byte i/8, LSB first) or null
   std::vector<uint64_t> keys;
