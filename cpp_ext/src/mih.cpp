@@ -91,8 +91,9 @@ namespace {
 template <bool HwPopcnt>
 inline uint32_t hamming(const uint8_t* a, const uint8_t* b, size_t cb);
 
-template <>
-inline uint32_t hamming<false>(const uint8_t* a, const uint8_t* b, size_t cb) {
+// One portable body; the x86 variant inlines it under target("popcnt") so the compiler emits
+// the POPCNT instruction there (a callee without target attributes may inline into any target).
+__attribute__((always_inline)) inline uint32_t hamming_body(const uint8_t* a, const uint8_t* b, size_t cb) {
   uint32_t d = 0;
   size_t j = 0;
   for (; j + 8 <= cb; j += 8) {
@@ -105,18 +106,12 @@ inline uint32_t hamming<false>(const uint8_t* a, const uint8_t* b, size_t cb) {
   return d;
 }
 
+template <>
+inline uint32_t hamming<false>(const uint8_t* a, const uint8_t* b, size_t cb) { return hamming_body(a, b, cb); }
+
 #if defined(__x86_64__) || defined(_M_X64)
 __attribute__((target("popcnt"))) inline uint32_t hamming_hw(const uint8_t* a, const uint8_t* b, size_t cb) {
-  uint32_t d = 0;
-  size_t j = 0;
-  for (; j + 8 <= cb; j += 8) {
-    uint64_t x, y;
-    std::memcpy(&x, a + j, 8);
-    std::memcpy(&y, b + j, 8);
-    d += uint32_t(__builtin_popcountll(x ^ y));
-  }
-  for (; j < cb; ++j) d += uint32_t(__builtin_popcount(unsigned(a[j] ^ b[j])));
-  return d;
+  return hamming_body(a, b, cb);
 }
 template <>
 inline uint32_t hamming<true>(const uint8_t* a, const uint8_t* b, size_t cb) { return hamming_hw(a, b, cb); }
