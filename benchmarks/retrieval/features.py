@@ -12,7 +12,6 @@ feature methods report as encode time.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -48,11 +47,7 @@ def features_dir() -> Path:
 
 @lru_cache(maxsize=None)
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return data.sha256_of(path)
 
 
 @lru_cache(maxsize=1)
