@@ -73,6 +73,9 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", choices=("random", "pca"), default="random",
+                   help="start from random weights or from the PCA-sign hash of the training "
+                   "features (train/init.py)")
     t.add_argument("--threads", type=int, default=1,
                    help="torch.set_num_threads (default 1: on a busy 2-core machine 2 threads ran "
                    "40x slower per op; raise it on a dedicated many-core machine)")

@@ -45,6 +45,7 @@ SPATIAL_UNAVAILABLE = ("training from pre-extracted features: only temporal (seg
                        "before the CNN (use --videos for the faithful pipeline)")
 
 Views = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x1, pos1, x2, pos2
+PCA_FRAMES = 20_000  # frames sampled for `--init pca`: plenty for 256 axes of 1280-d features
 
 
 class DataError(ChainSDKError):
@@ -131,6 +132,12 @@ class FeatureViews:
     def _view(self, clips: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pos = np.stack([segment_indices(self.frames, self.view_frames, rng) for _ in clips])
         return np.take_along_axis(clips, pos[..., None], axis=1), pos
+
+    def pca_samples(self, rng: np.random.Generator, max_frames: int = PCA_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+        """Frame features [<= max_frames, D] and per-video mean features [N', D] (for `--init pca`)."""
+        n = min(self.n_videos, max(1, max_frames // self.frames))
+        clips = read_feature_rows(self.feats, np.sort(rng.choice(self.n_videos, n, replace=False)))
+        return clips.reshape(-1, self.feature_dim), clips.mean(axis=1)
 
     def describe(self) -> dict:
         return {"kind": "features", "videos": self.n_videos, "frames": self.frames,
@@ -401,6 +408,13 @@ class VideoWindowViews:
                 out.append(draw[segment_indices(len(draw), self.frames, rng)])
         pos = np.broadcast_to(np.arange(self.frames), (len(indices), self.frames)).copy()
         return np.stack(x1), pos, np.stack(x2), pos.copy()
+
+    def pca_samples(self, rng: np.random.Generator, max_frames: int = PCA_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+        """Frame features [<= max_frames, D] of every draw, and the mean of each (window, draw)."""
+        frames = np.concatenate([f.reshape(-1, self.feature_dim) for f in self.feats])
+        if len(frames) > max_frames:
+            frames = frames[np.sort(rng.choice(len(frames), max_frames, replace=False))]
+        return frames, np.concatenate([f.mean(axis=1) for f in self.feats])
 
     def describe(self) -> dict:
         return {"kind": "videos", "windows": [str(w) for w in self.windows], "frames": self.frames,

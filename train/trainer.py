@@ -36,6 +36,7 @@ from .checkpoint import (
     save_trainer_state,
 )
 from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
+from .init import pca_init
 from .model import ChainConfig, ChainModel
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class ViewSource(Protocol):
 
     def sample(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]: ...
 
+    def pca_samples(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+
     def describe(self) -> dict: ...
 
 
@@ -65,6 +68,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_steps: int | None = None  # stop early (throughput runs, smoke tests)
     seed: int = 0
+    init: str = "random"  # "random" or "pca" (train/init.py)
     threads: int | None = 1  # 1: on small shared CPUs two OpenMP threads ran 40x slower (measured)
     contrastive: bool = True
     order: bool = True
@@ -89,6 +93,8 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 2 (in-batch negatives)")
         if not (self.contrastive or self.order or self.scene):
             raise ValueError("at least one task must be enabled")
+        if self.init not in ("random", "pca"):
+            raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")
 
 
 class Trainer:
@@ -172,6 +178,10 @@ class Trainer:
         elif (self.out / "config.json").exists():
             raise CheckpointError(f"{self.out} already holds a checkpoint; pass --resume to continue it "
                                   "or choose another --out")
+        elif self.cfg.init == "pca":
+            frames, clip_means = self.views.pca_samples(np.random.default_rng([self.cfg.seed, 2]))
+            pca_init(self.model, frames, clip_means)
+            log.info("initialised from PCA of %d frames and %d clip means", len(frames), len(clip_means))
         log.info("training %d steps (%d per epoch, batch %d) on %s", self.total_steps,
                  self.steps_per_epoch, self.batch, self.views.describe().get("kind"))
         writer = _LogWriter(self.out / LOG_FILE, truncate_from=self.step)
