@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("onnx", help="export a training checkpoint to backbone/temporal/chain ONNX graphs")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="registered backbone name or a backbone.onnx "
-                   "declaring the contract (default: %(default)s)")
+    p.add_argument("--backbone", help="registered backbone name (default: the checkpoint's) or a backbone.onnx "
+                   "declaring the contract")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset, 17..20 (default: %(default)s)")
     p.add_argument("--color-order", choices=["BGR", "RGB"], default="BGR", help="colour order of the uint8 frames "
                    "the graphs take (default: %(default)s, as OpenCV decodes)")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement-fp16", type=float, default=0.99, help="gate, fp16 vs fp32 (default: %(default)s)")
     p.add_argument("--min-agreement-int8", type=float, default=0.98, help="gate, int8 vs fp32 (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime/torch threads for parity (default: all)")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="as for `onnx` (default: %(default)s)")
+    p.add_argument("--backbone", help="as for `onnx` (default: the checkpoint's)")
     p.add_argument("--opset", type=int, default=20, help="ONNX opset, 17..20 (default: %(default)s)")
     p.add_argument("--color-order", choices=["BGR", "RGB"], default="BGR", help="default: %(default)s")
     p.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU", help="Triton instance kind")

@@ -158,15 +158,15 @@ def export_model(
     checkpoint_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    backbone: str | os.PathLike = "efficientnet_lite0",
+    backbone: str | os.PathLike | None = None,
     opset: int = DEFAULT_OPSET,
     color_order: str = "BGR",
     graphs: tuple[str, ...] = ("backbone", "temporal", "chain"),
 ) -> Path:
     """Export a checkpoint to a model directory and return its path.
 
-    `backbone` is a registered name or a `backbone.onnx` that declares the contract in its
-    metadata (then it is copied as is and no fused `chain.onnx` is made: the runtime chains the
+    `backbone` is a registered name (default: the one the checkpoint was trained on) or a
+    `backbone.onnx` that declares the contract in its metadata (then it is copied as is and no fused `chain.onnx` is made: the runtime chains the
     two graphs). Raises CheckpointError for a bad checkpoint, ModelMismatchError when the
     backbone does not fit the checkpoint, ModelError for an unsupported opset.
     """
@@ -175,8 +175,8 @@ def export_model(
     check_opset(opset)
     ckpt = Path(checkpoint_dir)
     model, config = load_checkpoint(ckpt)
-    bb = load_backbone(backbone, color_order)
     declared = config.get("backbone", {})
+    bb = load_backbone(backbone or declared.get("name", "efficientnet_lite0"), color_order)
     if bb.feature_dim != model.config.feature_dim or declared.get("name", bb.name) != bb.name:
         raise ModelMismatchError(
             f"{ckpt}: trained on backbone {declared.get('name')!r} ({model.config.feature_dim}-d features), "

@@ -222,7 +222,9 @@ def test_export_errors_are_clear(tmp_path):
     other = make_checkpoint(tmp_path / "ckpt512", backbone={"name": "resnet18", "feature_dim": 512},
                             feature_dim=512, bits=16, frames=4, dim=32, depth=1, heads=2)
     with pytest.raises(ModelMismatchError, match="512"):
-        export_model(other, tmp_path / "out")
+        export_model(other, tmp_path / "out", backbone="efficientnet_lite0")
+    with pytest.raises(ModelError, match="unknown backbone 'resnet18'"):
+        export_model(other, tmp_path / "out")  # default: the checkpoint's own backbone
 
 
 def test_user_onnx_backbone_with_the_contract_plugs_in(model_dir, tmp_path, frames50):

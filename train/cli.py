@@ -102,6 +102,9 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
     v.add_argument("--augment-draws", type=int, default=4, help="A, augmentation draws per window")
+    v.add_argument("--augment-seed", type=int,
+                   help="seed of the cached augmentation draws (default: --seed); fix it to compare "
+                   "training seeds on the same extracted features")
     v.add_argument("--grey-p", type=float, default=0.2,
                    help="probability of a greyscale draw (CVRL: 0.2)")
     v.add_argument("--blur-p", type=float, default=0.0,
@@ -177,7 +180,7 @@ def _views_from_videos(args, frames: int):
         frames=frames, dense_frames=args.dense_frames, fps=args.fps,
         segment=args.segment if args.segment and args.segment > 0 else None, hop=args.hop,
         time_range=tuple(args.time_range) if args.time_range else None,
-        draws=args.augment_draws, seed=args.seed,
+        draws=args.augment_draws, seed=args.seed if args.augment_seed is None else args.augment_seed,
         spatial=SpatialAugmentConfig(grey_p=args.grey_p, blur_p=args.blur_p,
                                      letterbox_p=args.letterbox_p))
     windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
@@ -204,7 +207,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model_config = _model_config(args, views.frames, views.feature_dim)
     train_config = _train_config(args)
     train_config.extra = {"source": args.features or args.videos,
-                          "time_range": args.time_range, "segment": args.segment, "hop": getattr(args, "hop", None)}
+                          "time_range": args.time_range, "segment": args.segment, "hop": getattr(args, "hop", None),
+                          "augment_seed": getattr(args, "augment_seed", None)}
     trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
     out = trainer.fit(resume=args.resume)
     print(f"checkpoint: {out} (step {trainer.step})")

