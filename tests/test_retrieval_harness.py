@@ -62,3 +62,30 @@ def test_edits_are_deterministic(tiny) -> None:
     assert [q.path for q in again.queries] == [q.path for q in rs.queries]
     assert dataset.shift_seconds("film_240.0s") == dataset.shift_seconds("film_240.0s")
     assert 1.0 <= dataset.shift_seconds("film_250.0s") <= 2.0
+
+
+def test_goal_counts_same_feature_pca_and_peers_and_ceiling_ties(tiny) -> None:
+    """The goal rule on the tiny set's real ranks: PCA-sign on another backbone is information
+    only, and a tie at 1.000 on a metric counts as met while any other tie does not."""
+    rs, fs = tiny
+    pca = report.evaluate(methods.pca_sign(fs, 16), rs)
+
+    def like(ev, name, family, features="", ranks=None):
+        result = methods.MethodResult(name, family, "16 bits", ev.result.distances, 0.0, features=features)
+        out = report.evaluate(result, rs)
+        if ranks is not None:
+            out.ranks = np.asarray(ranks)
+            edits = np.array([q.edit for q in rs.queries])
+            out.overall = report.metrics.summarize(out.ranks)
+            out.per_edit = {e: report.metrics.summarize(out.ranks[edits == e]) for e in dict.fromkeys(edits)}
+        return out
+
+    perfect = [1, 1, 1, 1]
+    chain = like(pca, "chain", "chain", " (luma)", perfect)
+    same = like(pca, "PCA-sign 16 bits (luma)", "ablation", " (luma)", [2, 1, 1, 1])
+    other = like(pca, "PCA-sign 16 bits", "ablation", "", perfect)
+    peer = like(pca, "peer", "peer", "", perfect)
+    text = "\n".join(report.goal_section([chain, same, other, peer], "blur", 16))
+    assert "**Goal met.**" in text and "PCA-sign 16 bits (*info*)" in text
+    worse = like(pca, "chain", "chain", " (luma)", [1, 1, 2, 1])
+    assert "**Goal NOT met.**" in "\n".join(report.goal_section([worse, same, other, peer], "blur", 16))

@@ -37,6 +37,7 @@ class MethodResult:
     encode_s: float  # mean seconds per video (database and queries)
     notes: list[str] = field(default_factory=list)
     failed: np.ndarray | None = None  # [Q] bool: queries the method could not encode (never found)
+    features: str = ""  # the FeatureSet label of feature-based rows: which backbone's features
 
 
 @dataclass
@@ -73,7 +74,7 @@ def float_cosine(fs: FeatureSet) -> MethodResult:
     (q, db), t = _timed(lambda: (unit(fs.queries), unit(fs.database)))
     n = len(fs.queries) + len(fs.database)
     return MethodResult(f"float cosine, mean feature{fs.label}", "reference", f"{fs.database.shape[2]} float32",
-                        1.0 - q @ db.T, float(fs.feature_s.mean() + t / n))
+                        1.0 - q @ db.T, float(fs.feature_s.mean() + t / n), features=fs.label)
 
 
 def fit_pca(train_means: np.ndarray, bits: int):
@@ -91,7 +92,7 @@ def pca_sign(fs: FeatureSet, bits: int) -> MethodResult:
     n = len(fs.queries) + len(fs.database)
     return MethodResult(f"PCA-sign {bits} bits{fs.label}", "ablation", f"{bits} bits",
                         hamming_distances(q, db), float(fs.feature_s.mean() + t / n),
-                        [f"PCA fitted on {len(fs.train_means)} training window means"])
+                        [f"PCA fitted on {len(fs.train_means)} training window means"], features=fs.label)
 
 
 def random_hyperplanes(fs: FeatureSet, bits: int, seed: int = 0) -> MethodResult:
@@ -104,7 +105,7 @@ def random_hyperplanes(fs: FeatureSet, bits: int, seed: int = 0) -> MethodResult
     (q, db), t = _timed(lambda: (codes(fs.queries), codes(fs.database)))
     n = len(fs.queries) + len(fs.database)
     return MethodResult(f"random hyperplanes {bits} bits{fs.label}", "ablation", f"{bits} bits",
-                        hamming_distances(q, db), float(fs.feature_s.mean() + t / n), [f"seed {seed}"])
+                        hamming_distances(q, db), float(fs.feature_s.mean() + t / n), [f"seed {seed}"], features=fs.label)
 
 
 def read_model_json(model_dir: Path) -> dict:
@@ -148,7 +149,7 @@ def chain_model(name: str, model_dir: Path, fs: FeatureSet) -> MethodResult:
     per_video = float(fs.feature_s.mean() + (tq * n_q + tdb * n_db) / (n_q + n_db))
     bits = int(meta["bits"])
     return MethodResult(name, "chain", f"{bits} bits", hamming_distances(q, db), per_video,
-                        [f"model {Path(model_dir).name}", f"T={meta['frames']}"])
+                        [f"model {Path(model_dir).name}", f"T={meta['frames']}"], features=fs.label)
 
 
 def verify_against_encoder(model_dir: Path, paths: list[Path], features: np.ndarray) -> str:
