@@ -97,6 +97,21 @@ def test_blur_and_letterbox_draws_apply_to_every_frame_alike():
     assert np.abs(np.diff(blurred.astype(int), axis=2)).mean() < np.abs(np.diff(plain.astype(int), axis=2)).mean()
 
 
-def test_default_policy_draws_no_blur_or_letterbox():
+def test_default_policy_draws_no_blur_letterbox_or_overlay():
     params = draw_params(np.random.default_rng(0), 60, 80, SpatialAugmentConfig())
-    assert params.blur_sigma == 0.0 and params.letterbox == (1.0, True)
+    assert params.blur_sigma == 0.0 and params.letterbox == (1.0, True) and params.overlay is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_overlay_draws_a_box_with_text_on_every_frame_alike(seed):
+    frames = np.full((3, 90, 120, 3), 128, np.uint8)
+    config = replace(NONE, overlay_p=1.0)
+    params = draw_params(np.random.default_rng(seed), 90, 120, config)
+    o = params.overlay
+    assert o is not None and 6 <= len(o.text) < 28 and 0.06 <= o.height <= 0.2 and 0 <= o.top <= 1 - o.height
+    out = apply_params(frames, params, (90, 120))
+    assert (out == out[0]).all()  # the same overlay on every frame
+    changed = np.argwhere((out[0] != 128).any(axis=-1))
+    top, bottom = round(o.top * 90), round(o.top * 90) + max(1, round(o.height * 90))
+    assert len(changed) > 0
+    assert changed[:, 0].min() >= top - 1 and changed[:, 0].max() <= bottom + 1  # text stays in the box rows

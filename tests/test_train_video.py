@@ -106,6 +106,21 @@ def test_window_cache_features_and_reuse(clips, tmp_path):
     assert not np.array_equal(x1, x2)
 
 
+def test_temporal_crop_keeps_ordered_frames_of_a_contiguous_part():
+    n, frames = 40, 8
+    feats = np.arange(n, dtype=np.float32)[None, :, None].repeat(2, axis=0)  # feature = frame index
+    views = VideoWindowViews([("w0", feats), ("w1", feats)], frames=frames, temporal_crop=0.5)
+    spans = []
+    for step in range(50):
+        x1, _, x2, _ = views.sample(np.array([0, 1]), np.random.default_rng(step))
+        for idx in np.concatenate([x1, x2])[..., 0]:
+            assert (np.diff(idx) > 0).all() and 0 <= idx[0] and idx[-1] < n
+            spans.append(idx[-1] - idx[0])
+    assert min(spans) < n * 0.5 and max(spans) > n * 0.75  # both short and long crops occur
+    with pytest.raises(ValueError, match="temporal_crop"):
+        VideoWindowViews([("w0", feats), ("w1", feats)], frames=frames, temporal_crop=0.0)
+
+
 def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     from chain_sdk.export import backbones
 

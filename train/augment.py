@@ -20,6 +20,7 @@ import numpy as np
 from chain_sdk.video import segment_indices
 
 __all__ = [
+    "Overlay",
     "SpatialAugmentConfig",
     "SpatialParams",
     "apply_params",
@@ -45,9 +46,24 @@ class SpatialAugmentConfig:
     blur_sigma: tuple[float, float] = (0.5, 3.0)
     letterbox_p: float = 0.0  # shrink the picture into black bars (letterbox or pillarbox)
     letterbox_scale: tuple[float, float] = (0.6, 0.9)
+    overlay_p: float = 0.0  # random text in a translucent box (captions, watermarks; AugLy-style)
+    overlay_height: tuple[float, float] = (0.06, 0.2)  # box height as a fraction of the frame
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Text on a translucent band across the frame; positions and sizes are frame fractions."""
+
+    text: str
+    top: float  # box top
+    height: float  # box height
+    left: float  # box left edge, as a fraction of the free width
+    band_grey: int  # band colour (0 black .. 255 white)
+    alpha: float  # band opacity
+    text_grey: int
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class SpatialParams:
     grey: bool
     blur_sigma: float = 0.0  # 0: no blur
     letterbox: tuple[float, bool] = (1.0, True)  # (kept fraction of one side, horizontal bars?)
+    overlay: Overlay | None = None
 
 
 def draw_params(rng: np.random.Generator, height: int, width: int,
@@ -72,7 +89,20 @@ def draw_params(rng: np.random.Generator, height: int, width: int,
         params = replace(params, blur_sigma=float(rng.uniform(*config.blur_sigma)))
     if config.letterbox_p > 0 and rng.random() < config.letterbox_p:
         params = replace(params, letterbox=(float(rng.uniform(*config.letterbox_scale)), bool(rng.random() < 0.5)))
+    if config.overlay_p > 0 and rng.random() < config.overlay_p:
+        params = replace(params, overlay=_draw_overlay(rng, config))
     return params
+
+
+OVERLAY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 -:."
+
+
+def _draw_overlay(rng, config) -> Overlay:
+    height = float(rng.uniform(*config.overlay_height))
+    text = "".join(rng.choice(list(OVERLAY_CHARS), int(rng.integers(6, 28))))
+    band = int(rng.choice([0, 255])) if rng.random() < 0.8 else int(rng.integers(0, 256))
+    return Overlay(text, float(rng.uniform(0, 1 - height)), height, float(rng.random()), band, float(rng.uniform(0.3, 0.9)),
+                   255 - band if rng.random() < 0.9 else int(rng.integers(0, 256)))
 
 
 def _draw_crop(rng, height, width, config) -> tuple[int, int, int, int]:
@@ -123,6 +153,27 @@ def apply_params(frames: np.ndarray, params: SpatialParams, out_size: tuple[int,
         out = np.stack([cv2.GaussianBlur(f, (0, 0), params.blur_sigma) for f in out])
     if params.letterbox[0] < 1.0:
         out = np.stack([_letterbox(f, *params.letterbox) for f in out])
+    if params.overlay is not None:
+        out = _overlay(out, params.overlay)
+    return out
+
+
+def _overlay(frames: np.ndarray, o: Overlay) -> np.ndarray:
+    """Blend a box of `o.band_grey` at `o.alpha` over every frame and write `o.text` in it."""
+    h, w = frames.shape[1:3]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    y0, box_h = round(o.top * h), max(1, round(o.height * h))
+    scale = 0.7 * box_h / cv2.getTextSize("Ag", font, 1.0, 1)[0][1]
+    thickness = max(1, round(scale * 1.5))
+    text_w = cv2.getTextSize(o.text, font, scale, thickness)[0][0]
+    box_w = min(w, text_w + box_h // 2)
+    x0 = round(o.left * (w - box_w))
+    out = frames.copy()
+    box = out[:, y0:y0 + box_h, x0:x0 + box_w].astype(np.float32)
+    out[:, y0:y0 + box_h, x0:x0 + box_w] = np.rint(box * (1 - o.alpha) + o.band_grey * o.alpha).astype(np.uint8)
+    origin = (x0 + box_h // 4, y0 + round(0.8 * box_h))
+    for frame in out:
+        cv2.putText(frame, o.text, origin, font, scale, (o.text_grey,) * 3, thickness, cv2.LINE_AA)
     return out
 
 

@@ -111,6 +111,11 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
                    help="probability of a Gaussian blur draw (near-duplicate edits; default off)")
     v.add_argument("--letterbox-p", type=float, default=0.0,
                    help="probability of a letterbox/pillarbox draw (near-duplicate edits; default off)")
+    v.add_argument("--overlay-p", type=float, default=0.0,
+                   help="probability of a random-text overlay draw (near-duplicate edits; default off)")
+    v.add_argument("--temporal-crop", type=float, default=1.0,
+                   help="each view keeps a random contiguous fraction in [this, 1] of its window "
+                   "(default 1: the whole window)")
     v.add_argument("--dense-frames", type=int, help="candidate frames per window (default 2T)")
     v.add_argument("--fps", type=float, help="decode at most this many frames per second")
     v.add_argument("--hop", type=float, default=None,
@@ -182,11 +187,11 @@ def _views_from_videos(args, frames: int):
         time_range=tuple(args.time_range) if args.time_range else None,
         draws=args.augment_draws, seed=args.seed if args.augment_seed is None else args.augment_seed,
         spatial=SpatialAugmentConfig(grey_p=args.grey_p, blur_p=args.blur_p,
-                                     letterbox_p=args.letterbox_p))
+                                     letterbox_p=args.letterbox_p, overlay_p=args.overlay_p))
     windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
     info = {"name": backbone.name, "feature_dim": int(backbone.feature_dim),
             "input_size": list(backbone.input_size)}
-    return VideoWindowViews(windows, frames), info
+    return VideoWindowViews(windows, frames, args.temporal_crop), info
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

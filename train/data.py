@@ -384,9 +384,18 @@ def _write_h5(target: Path, feats: np.ndarray, window: Window) -> None:
 
 
 class VideoWindowViews:
-    """Two spatio-temporal views per window from cached augmented features [A, n, D]."""
+    """Two spatio-temporal views per window from cached augmented features [A, n, D].
 
-    def __init__(self, windows: list[tuple[Window, np.ndarray]], frames: int) -> None:
+    Each view picks a random draw and segment-samples `frames` of its n dense frames. With
+    `temporal_crop` c < 1 (a proposal of this project), a view first keeps a random contiguous
+    fraction in [c, 1] of the window, so the two views of a pair are also shifted and stretched
+    in time against each other (cut points and playback speed of copies differ).
+    """
+
+    def __init__(self, windows: list[tuple[Window, np.ndarray]], frames: int, temporal_crop: float = 1.0) -> None:
+        if not 0 < temporal_crop <= 1:
+            raise ValueError(f"temporal_crop must be in (0, 1], got {temporal_crop}")
+        self.temporal_crop = temporal_crop
         if len(windows) < 2:
             raise DataError(f"need at least 2 training windows (in-batch negatives), got {len(windows)}")
         self.windows = [w for w, _ in windows]
@@ -405,9 +414,16 @@ class VideoWindowViews:
             feats = self.feats[i]
             for out in (x1, x2):
                 draw = feats[rng.integers(len(feats))]
-                out.append(draw[segment_indices(len(draw), self.frames, rng)])
+                out.append(draw[self._frame_indices(len(draw), rng)])
         pos = np.broadcast_to(np.arange(self.frames), (len(indices), self.frames)).copy()
         return np.stack(x1), pos, np.stack(x2), pos.copy()
+
+    def _frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.temporal_crop >= 1:
+            return segment_indices(n, self.frames, rng)
+        kept = max(1, round(n * rng.uniform(self.temporal_crop, 1.0)))
+        start = int(rng.integers(0, n - kept + 1))
+        return start + segment_indices(kept, self.frames, rng)
 
     def pca_samples(self, rng: np.random.Generator, max_frames: int = PCA_FRAMES) -> tuple[np.ndarray, np.ndarray]:
         """Frame features [<= max_frames, D] of every draw, and the mean of each (window, draw)."""
@@ -418,4 +434,5 @@ class VideoWindowViews:
 
     def describe(self) -> dict:
         return {"kind": "videos", "windows": [str(w) for w in self.windows], "frames": self.frames,
+                "temporal_crop": self.temporal_crop,
                 "draws": int(self.feats[0].shape[0]), "spatial_augmentation": True}
