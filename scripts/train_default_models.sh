@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Retrain the embedded default checkpoints (chain_sdk/models/default-{64,32,16}) exactly as shipped.
+# Retrain the embedded default checkpoints (chain_sdk/models/default-{64,32,16}) exactly as shipped,
+# then package them (scripts/package_default_models.py).
 # Data: Big Buck Bunny film time 0-240 s + the small sample clips (`chain-sdk data fetch`);
 # film time >= 300 s is held out and never trained or tuned on. Seeded; deterministic on CPU.
 # About 3 minutes of feature extraction (cached) + ~5 minutes per model on a 2-core CPU.
@@ -11,16 +12,21 @@ mkdir -p "$OUT"
 data=$($PY -c "from chain_sdk import data; print(data.data_dir())")
 $PY -m chain_sdk.cli data fetch
 
-# The frozen frame CNN as ONNX (same weights and preprocessing as the torch module, ~3x faster on CPU).
-if [ ! -f "$OUT/backbone.onnx" ]; then
-  $PY -c "import sys; from chain_sdk.export.onnx_export import export_backbone; export_backbone(sys.argv[1])" "$OUT/backbone.onnx"
+# The frozen frame CNN as ONNX (same weights and preprocessing as the torch module, ~3x faster on
+# CPU), fed the frames' luma: greyscale copies then give the features of the originals.
+backbone="$OUT/backbone_luma.onnx"
+if [ ! -f "$backbone" ]; then
+  $PY -c "import sys; from chain_sdk.export.onnx_export import export_backbone
+export_backbone(sys.argv[1], backbone='efficientnet_lite0_luma')" "$backbone"
 fi
 
 common=(--videos "$data/bbb.mp4" "$data/bigbuckbunny.mp4" "$data/bikes.mp4" "$data/carphone.mp4" "$data/cityCC0.mpg"
-        --time-range 0 240 --segment 10 --hop 5 --backbone "$OUT/backbone.onnx"
-        --augment-draws 6 --blur-p 0.3 --letterbox-p 0.2
+        --time-range 0 240 --segment 10 --hop 5 --backbone "$backbone"
+        --augment-draws 6 --blur-p 0.3 --letterbox-p 0.2 --overlay-p 0.2 --temporal-crop 0.8
         --dim 192 --depth 2 --heads 4 --temperature 0.2
-        --epochs 600 --batch-size 64 --seed 0)
+        --epochs 600 --batch-size 64 --seed 4 --augment-seed 0)
+# Seed 4: of training seeds 0, 1, 2 and 4 of this recipe (same augmentation draws, --augment-seed 0),
+# the best on dev (top-1 0.936 / 0.945 / 0.945 / 0.964; docs/default_model.md). Chosen on dev only.
 for bits in 64 32 16; do
   $PY -m chain_sdk.train.cli fit "${common[@]}" --bits "$bits" --out "$OUT/chain$bits"
 done
@@ -28,3 +34,6 @@ done
 for task in contrastive order scene; do
   $PY -m chain_sdk.train.cli fit "${common[@]}" --bits 64 "--no-$task" --out "$OUT/abl_no$task"
 done
+
+# Package the three as the embedded defaults (chain_sdk/models/default-{64,32,16}).
+$PY scripts/package_default_models.py "$OUT/chain64:default-64" "$OUT/chain32:default-32" "$OUT/chain16:default-16"

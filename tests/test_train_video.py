@@ -135,6 +135,7 @@ def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     assert config_json["backbone"] == {"name": "test_random_cnn", "feature_dim": 16, "input_size": [32, 32]}
     assert config_json["training"]["data"]["kind"] == "videos"
     assert config_json["training"]["data"]["spatial_augmentation"] is True
+    assert config_json["training"]["extra"]["augmentation"]["augment_draws"] == 2
     assert len(config_json["training"]["data"]["windows"]) == 11
     assert model.config.frames == 6 and model.config.feature_dim == 16
     assert cli.main(argv + ["--resume", "--epochs", "2"]) == 0

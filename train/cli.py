@@ -22,6 +22,7 @@ from chain_sdk.errors import ChainSDKError, CheckpointError
 log = logging.getLogger("chain_sdk.train")
 
 ARCH_ARGS = ("bits", "frames", "dim", "depth", "heads", "dropout", "position")
+AUGMENT_ARGS = ("augment_draws", "grey_p", "blur_p", "letterbox_p", "overlay_p", "temporal_crop")
 
 
 def resolve_backbone(name: str) -> Any:
@@ -214,6 +215,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     train_config.extra = {"source": args.features or args.videos,
                           "time_range": args.time_range, "segment": args.segment, "hop": getattr(args, "hop", None),
                           "augment_seed": getattr(args, "augment_seed", None)}
+    if args.videos:
+        train_config.extra["augmentation"] = {k: getattr(args, k) for k in AUGMENT_ARGS}
     trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
     out = trainer.fit(resume=args.resume)
     print(f"checkpoint: {out} (step {trainer.step})")
