@@ -202,3 +202,15 @@ def test_default_model_puts_edited_copies_closer_than_other_videos(tmp_path):
     for copy in (flipped, cropped):
         d_copy = hamming_distance(original, enc.encode(copy))
         assert all(d_copy < hamming_distance(original, o) for o in others)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _default_available(), reason="the packaged default checkpoint is not present")
+def test_default_model_hashes_luma_so_greyscale_copies_keep_their_code():
+    """The default's backbone takes luma only (efficientnet_lite0_luma): a greyscale copy differs
+    from its original only by cv2's uint8 rounding of the grey value."""
+    enc = Encoder()
+    assert enc.contract.backbone == "efficientnet_lite0_luma"
+    frames = read_frames(data.path("carphone.mp4")).frames
+    grey = np.stack([cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in frames])
+    assert hamming_distance(enc.encode(frames), enc.encode(grey)) <= 1
