@@ -188,12 +188,14 @@ def contact_sheet(rs: dataset.RetrievalSet, out: Path) -> None:
     Image.open(out).convert("P", palette=Image.ADAPTIVE, colors=256).save(out, optimize=True)
 
 
-def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> None:
+def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path, bits: int) -> None:
+    """Top-1 per edit of the `bits`-bit hashes and the peers (the tables hold every row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    evaluated = [ev for ev in evaluated if ev.result.family == "peer" or ev.result.code_size == f"{bits} bits"]
     width = 0.8 / len(evaluated)
     fig, ax = plt.subplots(figsize=(max(10, 1.4 * len(edits)), 5.5))
     x = np.arange(len(edits))
@@ -202,7 +204,7 @@ def per_edit_plot(evaluated: list[Evaluated], edits: list[str], out: Path) -> No
         ax.bar(x + i * width - 0.4 + width / 2, [ev.per_edit[e]["top1"] for e in edits], width,
                label=ev.result.name, color=cmap(i % 20))
     ax.set_xticks(x, edits, rotation=20, ha="right")
-    ax.set_ylabel("top-1")
+    ax.set_ylabel(f"top-1 ({bits}-bit hashes and peers)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7, ncol=min(5, len(evaluated)), loc="lower center", bbox_to_anchor=(0.5, 1.01))
     ax.grid(axis="y", alpha=0.3)
@@ -464,7 +466,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
     stem = f"near_duplicate_{rs.split}"
     edits = list(dict.fromkeys(q.edit for q in rs.queries))
     figures = {"per_edit": f"figures/{stem}_per_edit_top1.png", "contact_sheet": f"figures/{stem}_edits.png"}
-    per_edit_plot(evaluated, edits, args.out.parent / figures["per_edit"])
+    per_edit_plot(evaluated, edits, args.out.parent / figures["per_edit"], args.bits[0])
     contact_sheet(rs, args.out.parent / figures["contact_sheet"])
     if args.training_log:
         figures["training"] = f"figures/{stem}_training.png"
