@@ -35,8 +35,8 @@ from .checkpoint import (
     save_checkpoint,
     save_trainer_state,
 )
-from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
 from .init import pca_init
+from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
 from .model import ChainConfig, ChainModel
 
 log = logging.getLogger(__name__)
