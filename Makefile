@@ -31,7 +31,7 @@ bench: install
 	$(PY) -m pytest benchmarks -q --benchmark-only
 
 typecheck: install
-	$(PY) -m mypy export/tensorrt_build.py export/tensorrt_runtime.py chain_sdk/backends
+	$(PY) -m mypy export/tensorrt_build.py chain_sdk/backends
 
 clean:
 	rm -rf $(VENV) build
