@@ -390,12 +390,14 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
         e = dataset.EDITS[name]
         md.append(f"| `{name}` | {e.description} |")
     md += ["", f"![one segment and its edited copies]({figures['contact_sheet']})", "",
-           "**Methods.** Feature methods share one set of EfficientNet-Lite0 frame features (25 frames at segment "
-           "centres, 224x224, `chain_sdk.export.backbones.get_backbone`). *float cosine*: cosine of the centred "
+           "**Methods.** Feature methods share one set of EfficientNet-Lite0 frame features per backbone variant "
+           "(25 frames at segment centres, 224x224, `chain_sdk.export.backbones.get_backbone`): the colour "
+           "backbone, and each variant a CHAIN model declares, such as `efficientnet_lite0_luma` (rows marked "
+           "`(luma)`: the same CNN fed BT.601 luma in all three channels). *float cosine*: cosine of the centred "
            "mean feature (a reference, not a hash). *PCA-sign*: PCA fitted on training-window mean features only "
            "(every 25-frame window of film 0-240 s sampled at 2.5 fps, hop one frame, plus the small clips), sign "
            "of the projection. *Random hyperplanes*: seeded Gaussian projection of the centred mean feature, sign. "
-           "*CHAIN*: each model dir's `temporal.onnx` on the same features. Hashes rank by Hamming distance; peers "
+           "*CHAIN*: each model dir's `temporal.onnx` on its own backbone's features. Hashes rank by Hamming distance; peers "
            "by their own similarity (videohash: Hamming on its 64 bits; vpdq: quality-filtered frame match "
            "percentage of `matchTwoHashBrute`, quality >= 50, PDQ distance < 31, query match % then target "
            "match %; tmkpy: TMK level-1 cosine and level-2 scores; perception: TMKL1 cosine and TMKL2 score).", "",
