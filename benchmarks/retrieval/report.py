@@ -62,12 +62,15 @@ def feature_set(rs: dataset.RetrievalSet, frames: int, backbone: str = features.
         database=np.stack([f.frames for f in db]), queries=np.stack([f.frames for f in qs]),
         train_means=np.vstack([pool_means, clip_means]),
         feature_s=np.array([f.decode_s + f.backbone_s for f in db + qs]),
-        label="" if backbone == features.BACKBONE else f" ({backbone_label(backbone)})")
+        label=feature_label(backbone))
 
 
-def backbone_label(backbone: str) -> str:
-    """Short row suffix of a backbone variant: `efficientnet_lite0_luma` -> `luma`."""
-    return backbone.removeprefix(features.BACKBONE).strip("_") or backbone
+def feature_label(backbone: str) -> str:
+    """Row-name suffix of a backbone's features: "" for the colour backbone, " (luma)" for
+    `efficientnet_lite0_luma`."""
+    if backbone == features.BACKBONE:
+        return ""
+    return f" ({backbone.removeprefix(features.BACKBONE).strip('_') or backbone})"
 
 
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
@@ -127,7 +130,7 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
     videos = timing_videos(rs, n)
     by_name = {ev.result.name: ev.result for ev in evaluated}
 
-    def fresh_features(frames: int, backbone: str = features.BACKBONE) -> tuple[float, np.ndarray]:
+    def fresh_features(frames: int, backbone: str) -> tuple[float, np.ndarray]:
         seconds, feats = [], []
         for v in videos:
             t0 = time.perf_counter()
@@ -135,14 +138,20 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
             seconds.append(time.perf_counter() - t0)
         return float(np.mean(seconds)), np.stack(feats)
 
-    base, feats = fresh_features(features.DEFAULT_FRAMES)
+    timed: dict[tuple[int, str], tuple[float, np.ndarray]] = {}
+
+    def features_of(frames: int, backbone: str) -> tuple[float, np.ndarray]:
+        """One fresh pass per (T, backbone), shared by every method that uses those features."""
+        if (frames, backbone) not in timed:
+            timed[frames, backbone] = fresh_features(frames, backbone)
+        return timed[frames, backbone]
+
+    backbones = {feature_label(b): b for b in [features.BACKBONE] + [methods.model_backbone(d) for _, d in models]}
     for r in by_name.values():
         if r.family in ("reference", "ablation"):
-            r.encode_s = base
+            r.encode_s = features_of(features.DEFAULT_FRAMES, backbones[r.features])[0]
     for name, model_dir in models:
-        frames, backbone = methods.model_frames(model_dir), methods.model_backbone(model_dir)
-        same = frames == features.DEFAULT_FRAMES and backbone == features.BACKBONE
-        secs, f = (base, feats) if same else fresh_features(frames, backbone)
+        secs, f = features_of(methods.model_frames(model_dir), methods.model_backbone(model_dir))
         per_video = [methods.temporal_codes(model_dir, f[i:i + 1])[1] for i in range(len(f))]
         by_name[name].encode_s = secs + float(np.mean(per_video))
     for o in outcomes:
