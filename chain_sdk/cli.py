@@ -44,6 +44,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=16, help="videos per inference batch (default 16)")
     g.add_argument("--frames", type=int, help="frames per clip T (default: the model's)")
     g.add_argument("--threads", type=int, help="backend threads (default: the available cores)")
+    g.add_argument("--no-crop-borders", action="store_true",
+                   help="hash whole frames (default: crop each clip's black bars first)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +115,7 @@ def _encoder(args: argparse.Namespace):
     from chain_sdk.encoder import Encoder
 
     return Encoder(args.model, backend=args.backend, device=args.device, batch_size=args.batch_size,
-                   frames=args.frames, threads=args.threads)
+                   frames=args.frames, threads=args.threads, crop_borders=not args.no_crop_borders)
 
 
 # ---------------------------------------------------------------------- encode

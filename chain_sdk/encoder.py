@@ -6,9 +6,10 @@
     for seg in enc.stream("rtsp://cam/1", window=10, hop=5):
         print(seg.start, seg.end, seg.code)
 
-Pipeline: T frames per video at segment centres (chain_sdk.video.sample_clip), resized on the
-host to the model's input size with INTER_AREA, as uint8 NHWC; colour conversion and
-normalisation are inside the graphs. Decoding runs in a thread pool (OpenCV releases the GIL)
+Pipeline: T frames per video at segment centres (chain_sdk.video.sample_clip), cropped to the
+picture inside any black bars the clip has (letterbox, pillarbox; chain_sdk.video.borders) and
+resized on the host to the model's input size with INTER_AREA, as uint8 NHWC; colour conversion
+and normalisation are inside the graphs. Decoding runs in a thread pool (OpenCV releases the GIL)
 ahead of inference, so the backend is fed while the next videos decode.
 
 Graphs: "split" runs backbone.onnx on frame chunks then temporal.onnx on [B, T, D] (frames of
@@ -32,8 +33,7 @@ import numpy as np
 from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_dir
 from chain_sdk.errors import ChainSDKError, ModelMismatchError
 from chain_sdk.models import resolve_model
-from chain_sdk.video import iter_frames, open_video, sample_clip
-from chain_sdk.video.sampling import _resize
+from chain_sdk.video import FrameFit, iter_frames, open_video, sample_clip
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,14 @@ class Encoder:
     threads: intra-op threads of the backend (default: the available cores).
     graphs: "auto" | "split" | "fused" (see the module docstring).
     decode_workers: decoder threads for encode_batch (default: min(4, cores)).
+    crop_borders: crop black bars shared by all frames of a clip before resizing, so a
+        letterboxed or pillarboxed copy hashes like its original (off: the whole frame).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto",
                  device: str | None = None, batch_size: int = 16, frames: int | None = None,
                  threads: int | None = None, graphs: str = "auto",
-                 decode_workers: int | None = None) -> None:
+                 decode_workers: int | None = None, crop_borders: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_dir = resolve_model(model)
@@ -97,6 +99,7 @@ class Encoder:
             raise ModelMismatchError(f"frames={self.frames}: this model takes 1..{c.frames} frames per clip")
         self.bits, self.batch_size = c.bits, batch_size
         self.input_size = (c.input_width, c.input_height)  # (W, H), cv2.resize order
+        self.crop_borders = crop_borders
         self.mode = self._choose_graphs(graphs)
         from chain_sdk.backends import create_backend
 
@@ -154,7 +157,7 @@ class Encoder:
 
     def sample(self, video: Any) -> np.ndarray:
         """The clip the model sees: uint8 [T, H, W, 3] BGR at the model's input size."""
-        return sample_clip(video, self.frames, resize=self.input_size).frames
+        return sample_clip(video, self.frames, resize=self.input_size, crop_borders=self.crop_borders).frames
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size)."""
@@ -255,13 +258,15 @@ class Encoder:
         """Codes of sliding windows [start, start + window) every `hop` seconds of a stream.
 
         Each window's T frames are the frames shown at its T segment centres (in time), the same
-        rule as `encode` on a clip of that window. Memory holds only the open windows' sampled
-        frames (window / hop windows of T frames at the input size), whatever the stream length.
+        rule (and the same bar crop) as `encode` on a clip of that window. Memory holds only the
+        open windows' sampled frames (window / hop windows of T frames at up to twice the input
+        size), whatever the stream length.
         A stream shorter than one window yields one segment over what there was.
         """
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be positive, got {window}, {hop}")
         t_count = self.frames
+        fit = FrameFit(self.input_size, self.crop_borders)
         offsets = (np.arange(t_count) + 0.5) * window / t_count
         open_windows: deque[dict] = deque()
         next_start: float | None = None
@@ -276,28 +281,28 @@ class Encoder:
                     open_windows.append({"start": next_start, "wanted": next_start + offsets, "frames": []})
                     next_start += hop
                 shown = previous if previous is not None else (frame, t)
-                resized: np.ndarray | None = None
+                kept: Any = None
                 for win in open_windows:  # wanted times before t are showing `shown`
                     while len(win["frames"]) < t_count and win["wanted"][len(win["frames"])] < t:
-                        if resized is None:
-                            resized = _resize(shown[0], self.input_size)
-                        win["frames"].append(resized)
+                        if kept is None:
+                            kept = fit.frame(shown[0])
+                        win["frames"].append(kept)
                 while open_windows and len(open_windows[0]["frames"]) == t_count:
                     win = open_windows.popleft()
                     emitted += 1
-                    yield self._segment(win, win["start"] + window)
+                    yield self._segment(fit, win, win["start"] + window)
                 previous = (frame, t)
         finally:
             if src is not source:
                 src.close()
         if emitted == 0 and open_windows and previous is not None:
             win = open_windows[0]  # shorter than one window: fill the tail with the last frame
-            last = _resize(previous[0], self.input_size)
+            last = fit.frame(previous[0])
             win["frames"].extend([last] * (t_count - len(win["frames"])))
-            yield self._segment(win, previous[1])
+            yield self._segment(fit, win, previous[1])
 
-    def _segment(self, win: dict, end: float) -> Segment:
-        code = self.encode_clips(np.stack(win["frames"])[None])[0]
+    def _segment(self, fit: FrameFit, win: dict, end: float) -> Segment:
+        code = self.encode_clips(fit.clip(win["frames"])[None])[0]
         return Segment(float(win["start"]), float(end), code)
 
     def __repr__(self) -> str:

@@ -117,6 +117,9 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--temporal-crop", type=float, default=1.0,
                    help="each view keeps a random contiguous fraction in [this, 1] of its window "
                    "(default 1: the whole window)")
+    v.add_argument("--no-crop-borders", action="store_true",
+                   help="keep black bars (default: crop each window's bars, as Encoder does; "
+                   "chain_sdk.video.borders)")
     v.add_argument("--dense-frames", type=int, help="candidate frames per window (default 2T)")
     v.add_argument("--fps", type=float, help="decode at most this many frames per second")
     v.add_argument("--hop", type=float, default=None,
@@ -187,6 +190,7 @@ def _views_from_videos(args, frames: int):
         segment=args.segment if args.segment and args.segment > 0 else None, hop=args.hop,
         time_range=tuple(args.time_range) if args.time_range else None,
         draws=args.augment_draws, seed=args.seed if args.augment_seed is None else args.augment_seed,
+        crop_borders=not args.no_crop_borders,
         spatial=SpatialAugmentConfig(grey_p=args.grey_p, blur_p=args.blur_p,
                                      letterbox_p=args.letterbox_p, overlay_p=args.overlay_p))
     windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
@@ -217,6 +221,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                           "augment_seed": getattr(args, "augment_seed", None)}
     if args.videos:
         train_config.extra["augmentation"] = {k: getattr(args, k) for k in AUGMENT_ARGS}
+        train_config.extra["crop_borders"] = not args.no_crop_borders
     trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
     out = trainer.fit(resume=args.resume)
     print(f"checkpoint: {out} (step {trainer.step})")

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from chain_sdk.errors import ChainSDKError, EmptyVideoError, VideoOpenError
-from chain_sdk.video import iter_frames, segment_indices
+from chain_sdk.video import crop_borders, iter_frames, segment_indices
 
 from .augment import SpatialAugmentConfig, apply_params, draw_params
 
@@ -169,6 +169,7 @@ class ExtractionConfig:
     draws: int = 4  # A: augmentation draws per window
     seed: int = 0
     short_side: int = 256  # decoded frames are downscaled to this short side before cropping
+    crop_borders: bool = True  # crop each window's black bars, as Encoder does before its backbone
     spatial: SpatialAugmentConfig = field(default_factory=SpatialAugmentConfig)
 
     @property
@@ -196,8 +197,9 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
     """Stream one video into windows: (window, dense frames [n, h, w, 3], timestamps [n]).
 
     Frames are downscaled on arrival (bounded memory for long films); only the dense grid of
-    each window is kept. A trailing window shorter than half a segment is dropped unless it is
-    the video's only one.
+    each window is kept, cropped to the picture inside any black bars all its frames share
+    (`config.crop_borders`, what `Encoder` does at run time). A trailing window shorter than
+    half a segment is dropped unless it is the video's only one.
     """
     lo, hi = config.time_range or (0.0, math.inf)
     if hi <= lo or lo < 0:
@@ -214,7 +216,10 @@ def decode_windows(path: Path, config: ExtractionConfig) -> Iterator[tuple[Windo
         start = lo + current * seg if seg != math.inf else lo
         end = start + seg if seg != math.inf else stamps[-1]
         window = Window(str(path), round(float(start), 3), round(float(end), 3))
-        return window, np.stack([frames[i] for i in idx]), np.asarray([stamps[i] for i in idx])
+        dense = np.stack([frames[i] for i in idx])
+        if config.crop_borders:
+            dense = np.ascontiguousarray(crop_borders(dense))
+        return window, dense, np.asarray([stamps[i] for i in idx])
 
     for frame, t in iter_frames(str(path), config.fps):
         if t < lo:
@@ -276,6 +281,7 @@ def cache_key(window: Window, config: ExtractionConfig, backbone_name: str,
         "backbone": backbone_name, "input_size": list(input_size), "fps": config.fps,
         "dense": config.dense, "draws": config.draws, "seed": config.seed,
         "short_side": config.short_side, "spatial": config.spatial.to_dict(), "v": 1,
+        "crop_borders": config.crop_borders,
     }
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 

@@ -1,7 +1,8 @@
 """Per-frame EfficientNet-Lite0 features of every benchmark video, computed once and cached.
 
 A video's T frames are sampled at segment centres with `chain_sdk.video.sample_clip` (the
-runtime's own sampler, so the CHAIN rows see what `Encoder` sees), resized to the backbone's
+runtime's own sampler, so the CHAIN rows see what `Encoder` sees: black bars cropped, unless
+`CROP_BORDERS` is switched off by the report's --no-crop-borders), resized to the backbone's
 input and run through `chain_sdk.export.backbones.get_backbone(name)` (`efficientnet_lite0`, or
 the luma variant a model may declare), exported once to ONNX (cached) and run with onnxruntime on
 2 threads, the runtime's default backend.
@@ -32,6 +33,7 @@ DEFAULT_FRAMES = 25
 BATCH = 25
 THREADS = 2
 TRAIN_POOL_FPS = 2.5  # 25 frames per 10 s: the density of a T=25 segment sample
+CROP_BORDERS = True  # Encoder's default: crop each clip's black bars before the backbone
 
 
 @dataclass
@@ -51,8 +53,9 @@ def file_sha256(path: Path) -> str:
 
 
 def feature_tag(name: str) -> str:
-    """Cache namespace: onnxruntime features of the exported backbone `name`."""
-    return f"{name}-ort"
+    """Cache namespace: onnxruntime features of the exported backbone `name` (`-crop`: of the
+    clip inside its black bars)."""
+    return f"{name}-ort" + ("-crop" if CROP_BORDERS else "")
 
 
 @lru_cache(maxsize=None)
@@ -109,7 +112,7 @@ def sample(path: Path, frames: int) -> np.ndarray:
     from chain_sdk.video import sample_clip
 
     h, w = input_size()
-    return sample_clip(str(path), frames=frames, resize=(w, h)).frames
+    return sample_clip(str(path), frames=frames, resize=(w, h), crop_borders=CROP_BORDERS).frames
 
 
 def video_features(path: Path, frames: int = DEFAULT_FRAMES, name: str = BACKBONE) -> VideoFeatures:
@@ -140,7 +143,8 @@ def train_pool_frames(end_s: float, name: str = BACKBONE, *, progress: bool = Tr
     from chain_sdk.video import iter_frames
 
     film = data.path("bbb.mp4")
-    cache = features_dir() / f"{feature_tag(name)}_film_pool" / f"{file_sha256(film)[:16]}_{end_s:g}s_{TRAIN_POOL_FPS:g}fps.npy"
+    # the film has no black bars, so its frames are the same with or without the bar crop
+    cache = features_dir() / f"{name}-ort_film_pool" / f"{file_sha256(film)[:16]}_{end_s:g}s_{TRAIN_POOL_FPS:g}fps.npy"
     if cache.is_file():
         return np.load(cache)
     h, w = input_size()

@@ -159,7 +159,9 @@ def verify_against_encoder(model_dir: Path, paths: list[Path], features: np.ndar
     except ImportError as exc:
         return f"not checked: chain_sdk.Encoder is not importable here ({exc})"
     codes, _ = temporal_codes(model_dir, features)
-    encoder = Encoder(model=str(model_dir), backend="onnxruntime")
+    from benchmarks.retrieval.features import CROP_BORDERS
+
+    encoder = Encoder(model=str(model_dir), backend="onnxruntime", crop_borders=CROP_BORDERS)
     bit_diffs = []
     for path, code in zip(paths, codes):
         direct = np.asarray(encoder.encode(str(path)), dtype=np.uint8).reshape(-1)

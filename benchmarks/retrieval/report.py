@@ -103,7 +103,7 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
         mfs = (sets[backbone] if frames == features.DEFAULT_FRAMES
                else feature_set(rs, frames, backbone, progress=progress))
         results.append(methods.chain_model(name, model_dir, mfs))
-        check = methods.verify_against_encoder(model_dir, [v.path for v in rs.database[:3]], mfs.database[:3])
+        check = methods.verify_against_encoder(model_dir, *parity_videos(rs, mfs))
         source = dict(item.partition("=")[::2] for item in args.models)[name]
         chain_notes.append(f"`{name}` ({source}): {check}")
     outcomes = []
@@ -114,6 +114,14 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
         if outcome.error:
             log.warning("peer %s: %s", peer, outcome.error)
     return [evaluate(r, rs) for r in results], outcomes, chain_notes
+
+
+def parity_videos(rs: dataset.RetrievalSet, fs) -> tuple[list[Path], np.ndarray]:
+    """Videos whose cached-feature CHAIN codes are checked against `Encoder.encode`: three
+    database items and the first letterbox query (the one the bar crop changes)."""
+    letterbox = [i for i, q in enumerate(rs.queries) if q.edit == "letterbox"][:1]
+    paths = [v.path for v in rs.database[:3]] + [rs.queries[i].path for i in letterbox]
+    return paths, np.concatenate([fs.database[:3], fs.queries[letterbox]])
 
 
 def timing_videos(rs: dataset.RetrievalSet, n: int) -> list[dataset.Video]:
@@ -400,7 +408,10 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
         md.append(f"| `{name}` | {e.description} |")
     md += ["", f"![one segment and its edited copies]({figures['contact_sheet']})", "",
            "**Methods.** Feature methods share one set of EfficientNet-Lite0 frame features per backbone variant "
-           "(25 frames at segment centres, 224x224, `chain_sdk.export.backbones.get_backbone`): the colour "
+           "(25 frames at segment centres, 224x224, `chain_sdk.export.backbones.get_backbone`; "
+           + ("each clip cropped to the picture inside the black bars all its frames share, as `Encoder` does "
+              "by default (`chain_sdk.video.borders`)" if features.CROP_BORDERS else
+              "whole frames: run with `--no-crop-borders`, unlike `Encoder`'s default") + "): the colour "
            "backbone, and each variant a CHAIN model declares, such as `efficientnet_lite0_luma` (rows marked "
            "`(luma)`: the same CNN fed BT.601 luma in all three channels). *float cosine*: cosine of the centred "
            "mean feature (a reference, not a hash). *PCA-sign*: PCA fitted on training-window mean features only "
@@ -459,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("docs/near_duplicate_report.md"))
     p.add_argument("--timing-videos", type=int, default=6,
                    help="videos every method encodes from scratch, side by side, for the encode-time column (0: off)")
+    p.add_argument("--no-crop-borders", action="store_true",
+                   help="feature methods see whole frames (Encoder(crop_borders=False)); default: bars cropped")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -466,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]:
     t0 = time.perf_counter()
     progress = not args.no_progress
+    features.CROP_BORDERS = not args.no_crop_borders
     rs = dataset.build(args.split, edits=args.edits, limit_segments=args.limit_segments,
                        limit_distractors=args.limit_distractors, progress=progress)
     evaluated, outcomes, chain_notes = run_methods(rs, args, progress=progress)

@@ -2,12 +2,15 @@
 
     from chain_sdk.video import open_video, read_frames, sample_clip, segment_indices
     clip = sample_clip("movie.mp4", frames=25, resize=(224, 224))   # Frames(frames, timestamps)
+    clip = sample_clip("movie.mp4", 25, (224, 224), crop_borders=True)  # black bars cropped first
 
 Frames are BGR uint8 (N, H, W, 3) (OpenCV's convention) with float64 timestamps in seconds.
 """
 
+from chain_sdk.video.borders import Box, content_box, crop_borders
 from chain_sdk.video.sampling import (
     SEEK_MIN_STRIDE,
+    FrameFit,
     Frames,
     ShortVideoWarning,
     iter_frames,
@@ -25,7 +28,7 @@ from chain_sdk.video.source import (
 )
 
 __all__ = [
-    "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "CaptureSource", "Frames", "IterableSource",
-    "ShortVideoWarning", "VideoSource", "iter_frames", "open_video", "read_frames", "sample_clip",
-    "segment_indices",
+    "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
+    "IterableSource", "ShortVideoWarning", "VideoSource", "content_box", "crop_borders", "iter_frames",
+    "open_video", "read_frames", "sample_clip", "segment_indices",
 ]

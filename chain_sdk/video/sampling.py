@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from chain_sdk.errors import EmptyVideoError, VideoDecodeError
+from chain_sdk.video.borders import content_box
 from chain_sdk.video.source import VideoSource, open_video
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,48 @@ def _resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
 
 
+class FrameFit:
+    """How decoded frames become a clip: each frame is resized to `size` (W, H) as it arrives,
+    so memory holds only small frames, and with `crop_borders` the clip is cropped to the
+    picture inside the black bars all its frames share (`chain_sdk.video.borders`).
+
+    The bars are a property of the clip, known only once all its frames are in, so crop mode
+    also keeps each frame at up to twice `size` (the work copy): the box is found on the work
+    copies and a cropped clip is resized from them. A clip without bars returns the direct
+    resizes, exactly what it gets without crop mode.
+    """
+
+    def __init__(self, size: tuple[int, int] | None = None, crop_borders: bool = False) -> None:
+        self.size = tuple(size) if size is not None else None
+        self.crop_borders = crop_borders
+
+    def frame(self, bgr: np.ndarray) -> Any:
+        """What is kept of one decoded frame (pass it to `clip` later)."""
+        if not self.crop_borders or self.size is None:
+            return _resize(bgr, self.size)
+        h, w = bgr.shape[:2]
+        work = (min(w, 2 * self.size[0]), min(h, 2 * self.size[1]))
+        return _resize(bgr, self.size), _resize(bgr, work)
+
+    def clip(self, kept: list[Any]) -> np.ndarray:
+        """uint8 [T, H, W, 3] from the kept frames, in order."""
+        if not self.crop_borders:
+            return np.stack(kept)
+        if self.size is None:  # native size: crop the frames themselves
+            frames = np.stack(kept)
+            box = content_box(frames)
+            return frames[:, box.top:box.bottom, box.left:box.right]
+        work = np.stack([w for _, w in kept])
+        box = content_box(work)
+        if box.is_whole(*work.shape[1:3]):
+            return np.stack([d for d, _ in kept])
+        return np.stack([_resize(f[box.top:box.bottom, box.left:box.right], self.size) for f in work])
+
+    @staticmethod
+    def nbytes(kept: Any) -> int:
+        return sum(f.nbytes for f in kept) if isinstance(kept, tuple) else kept.nbytes
+
+
 class _Sampled(NamedTuple):
     clip: Frames
     n: int  # frames the video really has (as far as sampling found out)
@@ -143,12 +186,13 @@ def _raise_empty(src: VideoSource) -> None:
 
 
 def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
-                rng: np.random.Generator | None = None) -> Frames:
+                rng: np.random.Generator | None = None, crop_borders: bool = False) -> Frames:
     """`frames` frames at segment centres (random within segments with `rng`), each resized to
-    `resize=(W, H)` with INTER_AREA when given. Memory is bounded whatever the video length."""
+    `resize=(W, H)` with INTER_AREA when given, after cropping the clip's black bars with
+    `crop_borders` (see `FrameFit`). Memory is bounded whatever the video length."""
     src = open_video(source)
     try:
-        clip, n = _sample(src, frames, resize, rng)
+        clip, n = _sample(src, frames, FrameFit(resize, crop_borders), rng)
     finally:
         if src is not source:
             src.close()
@@ -158,16 +202,16 @@ def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = 
     return clip
 
 
-def _sample(src: VideoSource, frames: int, resize, rng) -> _Sampled:
+def _sample(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:
     if src.exact_seek and src.frame_count:
         wanted = segment_indices(src.frame_count, frames, rng)
-        return _Sampled(_sample_by_seeking(src, wanted, resize), src.frame_count)
+        return _Sampled(_sample_by_seeking(src, wanted, fit), src.frame_count)
     claimed = src.frame_count
     if src.seekable and src.fps and claimed and claimed / frames >= SEEK_MIN_STRIDE:
         if _header_verified(src, claimed):
             wanted = segment_indices(claimed, frames, rng)
             try:
-                return _Sampled(_sample_by_seeking(src, wanted, resize, verify_fps=src.fps), claimed)
+                return _Sampled(_sample_by_seeking(src, wanted, fit, verify_fps=src.fps), claimed)
             except _SeekMismatch as exc:
                 log.info("%s: %s; sampling sequentially", src.description, exc)
         else:
@@ -175,8 +219,8 @@ def _sample(src: VideoSource, frames: int, resize, rng) -> _Sampled:
                      src.description, claimed)
         src = src.reopen()
     if src.reopenable:
-        return _sample_sequential(src, frames, resize, rng, claimed)
-    return _sample_reservoir(src, frames, resize, rng)
+        return _sample_sequential(src, frames, fit, rng, claimed)
+    return _sample_reservoir(src, frames, fit, rng)
 
 
 class _SeekMismatch(Exception):
@@ -194,10 +238,10 @@ def _header_verified(src: VideoSource, claimed: int) -> bool:
     return on_time and not src.grab()
 
 
-def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, resize,
+def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, fit: FrameFit,
                        verify_fps: float | None = None) -> Frames:
     out, stamps = [], []
-    cache: dict[int, tuple[np.ndarray, float]] = {}
+    cache: dict[int, tuple[Any, float]] = {}
     for idx in wanted.tolist():
         if idx not in cache:
             src.seek(idx)
@@ -205,18 +249,18 @@ def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, resize,
                 raise _SeekMismatch(f"seek to frame {idx} failed")
             if verify_fps and abs(src.timestamp - idx / verify_fps) > 0.5 / verify_fps:
                 raise _SeekMismatch(f"seek to frame {idx} landed at t={src.timestamp:.3f}s")
-            cache = {idx: (_resize(src.retrieve(), resize), src.timestamp)}  # keep only the last
+            cache = {idx: (fit.frame(src.retrieve()), src.timestamp)}  # keep only the last
         out.append(cache[idx][0])
         stamps.append(cache[idx][1])
-    return Frames(np.stack(out), np.asarray(stamps, dtype=np.float64))
+    return Frames(fit.clip(out), np.asarray(stamps, dtype=np.float64))
 
 
-def _sample_sequential(src: VideoSource, frames: int, resize, rng, claimed: int | None
+def _sample_sequential(src: VideoSource, frames: int, fit: FrameFit, rng, claimed: int | None
                        ) -> _Sampled:
     """One grab() pass that retrieves the frames the claimed count asks for and records every
     timestamp; a second pass only when the count was wrong or the frame rate variable."""
     first_guess = segment_indices(claimed, frames, rng) if claimed else np.zeros(0, np.int64)
-    got, ts = _grab_pass(src, set(first_guess.tolist()), resize)
+    got, ts = _grab_pass(src, set(first_guess.tolist()), fit)
     n = len(ts)
     if n == 0:
         _raise_empty(src)
@@ -230,35 +274,35 @@ def _sample_sequential(src: VideoSource, frames: int, resize, rng, claimed: int 
                   else _time_centre_indices(ts, frames))
         if not set(wanted.tolist()) <= set(got):
             src = src.reopen()
-            got, _ = _grab_pass(src, set(wanted.tolist()), resize, stop=int(wanted.max()) + 1)
-    return _Sampled(Frames(np.stack([got[i] for i in wanted.tolist()]), ts[wanted]), n)
+            got, _ = _grab_pass(src, set(wanted.tolist()), fit, stop=int(wanted.max()) + 1)
+    return _Sampled(Frames(fit.clip([got[i] for i in wanted.tolist()]), ts[wanted]), n)
 
 
-def _grab_pass(src: VideoSource, wanted: set[int], resize, stop: int | None = None
-               ) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    got: dict[int, np.ndarray] = {}
+def _grab_pass(src: VideoSource, wanted: set[int], fit: FrameFit, stop: int | None = None
+               ) -> tuple[dict[int, Any], np.ndarray]:
+    got: dict[int, Any] = {}
     ts: list[float] = []
     while (stop is None or len(ts) < stop) and src.grab():
         ts.append(src.timestamp)
         if src.index in wanted:
-            got[src.index] = _resize(src.retrieve(), resize)
+            got[src.index] = fit.frame(src.retrieve())
     return got, np.asarray(ts, dtype=np.float64)
 
 
-def _sample_reservoir(src: VideoSource, frames: int, resize, rng) -> _Sampled:
+def _sample_reservoir(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:
     """One pass over a stream that cannot be read twice and whose length is unknown: keep every
     `stride`-th frame, doubling the stride whenever the kept frames exceed the memory budget,
     then take the kept frame nearest each wanted index (exact while the stream fits)."""
-    kept: dict[int, tuple[np.ndarray, float]] = {}
+    kept: dict[int, tuple[Any, float]] = {}
     stride, capacity = 1, None
     n = 0
     while src.grab():
         n += 1
         if src.index % stride:
             continue
-        frame = _resize(src.retrieve(), resize)
+        frame = fit.frame(src.retrieve())
         if capacity is None:
-            capacity = max(4 * frames, RESERVOIR_BYTES // max(frame.nbytes, 1))
+            capacity = max(4 * frames, RESERVOIR_BYTES // max(fit.nbytes(frame), 1))
         kept[src.index] = (frame, src.timestamp)
         if len(kept) > capacity:
             stride *= 2
@@ -271,6 +315,6 @@ def _sample_reservoir(src: VideoSource, frames: int, resize, rng) -> _Sampled:
     keys = np.fromiter(kept, dtype=np.int64)
     wanted = segment_indices(n, frames, rng)
     nearest = keys[np.abs(keys[None, :] - wanted[:, None]).argmin(axis=1)]
-    clip = Frames(np.stack([kept[i][0] for i in nearest.tolist()]),
+    clip = Frames(fit.clip([kept[i][0] for i in nearest.tolist()]),
                   np.asarray([kept[i][1] for i in nearest.tolist()], dtype=np.float64))
     return _Sampled(clip, n)
