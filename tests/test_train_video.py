@@ -75,6 +75,28 @@ def test_decode_windows_split_and_time_range(clips):
         list(decode_windows(clips[1], config(time_range=(100.0, 200.0))))
 
 
+def test_windows_are_cropped_to_the_picture_inside_black_bars(clips, tmp_path):
+    """Training sees what Encoder sees: a letterboxed copy of bikes.mp4 (ffmpeg pad, then
+    H.264) gives windows of the original's aspect ratio, unless --no-crop-borders."""
+    import subprocess
+
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    boxed = tmp_path / "letterboxed.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clips[0]), "-vf", "pad=iw:ih*4/3:0:ih/6",
+                    "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(boxed)], check=True)
+    cfg = config(time_range=(0.0, 4.0))
+    originals = [f for _, f, _ in decode_windows(clips[0], cfg)]
+    cropped = [f for _, f, _ in decode_windows(boxed, cfg)]
+    whole = [f for _, f, _ in decode_windows(boxed, config(time_range=(0.0, 4.0), crop_borders=False))]
+    def aspect(frames):
+        return frames.shape[1] / frames.shape[2]
+
+    for o, c, w in zip(originals, cropped, whole):
+        assert aspect(c) == pytest.approx(aspect(o), rel=0.02)
+        assert aspect(w) == pytest.approx(aspect(o) * 4 / 3, rel=0.02)
+        assert c.flags["C_CONTIGUOUS"]
+
+
 def test_overlapping_windows_start_every_hop(clips):
     windows = [w for w, _, _ in decode_overlapping_windows(clips[0], config(time_range=(0.0, 6.0), hop=1.0))]
     assert sorted((w.start, w.end) for w in windows) == [
