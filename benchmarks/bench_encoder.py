@@ -106,10 +106,12 @@ try:
         x = np.random.default_rng(0).integers(0, 256, (16, 224, 224, 3), dtype=np.uint8)
         benchmark.pedantic(b.run, args=({"frames": x},), rounds=3, iterations=1)
 
-    def test_decode_sample_clip(benchmark, clips):
+    @pytest.mark.parametrize("crop_borders", [False, True])
+    def test_decode_sample_clip(benchmark, clips, crop_borders):
         from chain_sdk.video import sample_clip
 
-        benchmark.pedantic(lambda: [sample_clip(c, 25, resize=(224, 224)) for c in clips], rounds=3)
+        benchmark.pedantic(lambda: [sample_clip(c, 25, resize=(224, 224), crop_borders=crop_borders)
+                                    for c in clips], rounds=3)
 
     def test_encode_batch_end_to_end(benchmark, model, clips):
         from chain_sdk.encoder import Encoder
@@ -183,6 +185,23 @@ def throughput(model: Path, clips: list[Path]) -> None:
     print(f"end-to-end time / decode-only time     = {e2e / decode:.1f}")
 
 
+def bar_crop_cost(clips: list[Path], rounds: int = 3) -> None:
+    """Sampling with and without the black-bar crop (Encoder's default keeps a 2x work copy of
+    each sampled frame and finds the clip's box), interleaved clip by clip."""
+    from chain_sdk.video import sample_clip
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for clip in clips:
+            for crop in (False, True):
+                t = time.perf_counter()
+                sample_clip(clip, 25, resize=(224, 224), crop_borders=crop)
+                times[crop].append(time.perf_counter() - t)
+    off, on = (statistics.median(times[k]) for k in (False, True))
+    print(f"\n== sample_clip, 25 frames of {len(clips)} ten-second 720p clips, median of {rounds} rounds ==")
+    print(f"crop_borders off {off:.3f} s   on {on:.3f} s   on/off {on / off:.2f}")
+
+
 def _rss_mb(field: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux carries it across
     exec, so a child would report its parent's peak."""
@@ -221,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "memory"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "crop", "memory"])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -232,6 +251,8 @@ def main() -> None:
         backend_latency(model, args.repeat)
     if "throughput" not in args.skip:
         throughput(model, ten_second_clips(args.clips))
+    if "crop" not in args.skip:
+        bar_crop_cost(ten_second_clips(args.clips))
     if "memory" not in args.skip:
         peak_memory(model)
 

@@ -157,7 +157,8 @@ class Encoder:
 
     def sample(self, video: Any) -> np.ndarray:
         """The clip the model sees: uint8 [T, H, W, 3] BGR at the model's input size."""
-        return sample_clip(video, self.frames, resize=self.input_size, crop_borders=self.crop_borders).frames
+        return sample_clip(video, self.frames, resize=self.input_size,
+                           crop_borders=self.crop_borders).frames
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size)."""

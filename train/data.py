@@ -280,7 +280,7 @@ def cache_key(window: Window, config: ExtractionConfig, backbone_name: str,
         "mtime_ns": path_stat.st_mtime_ns, "window": [window.start, window.end],
         "backbone": backbone_name, "input_size": list(input_size), "fps": config.fps,
         "dense": config.dense, "draws": config.draws, "seed": config.seed,
-        "short_side": config.short_side, "spatial": config.spatial.to_dict(), "v": 1,
+        "short_side": config.short_side, "spatial": config.spatial.to_dict(), "v": 2,
         "crop_borders": config.crop_borders,
     }
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()

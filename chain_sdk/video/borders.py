@@ -7,10 +7,13 @@ near-duplicate benchmark (docs/near_duplicate_report.md). Cropping the bars firs
 
 The box is decided once per clip, not per frame: a row or column is a bar when it stays dark
 in *every* frame of the clip, so a night scene or a fade is not cut into, while encoder ringing
-at the bar edge (a few grey levels) is tolerated. A pixel's darkness is its brightest channel,
-and a line is dark when its mean is at most `BAR_LIMIT` (ffmpeg cropdetect's default limit,
-24 of 255). When less than `MIN_KEEP` of a side would remain (a black or nearly black clip), the
-clip is left whole: there is no picture to trust.
+at the bar edge (a few grey levels) is tolerated. A line is dark when the mean of its pixels
+over all channels is at most `BAR_LIMIT` (ffmpeg cropdetect's default limit, 24 of 255). When
+less than `MIN_KEEP` of a side would remain (a black or nearly black clip), the clip is left
+whole: there is no picture to trust.
+
+It follows that a clip has no bars as soon as one of its frames has all four edge lines lit
+(`has_dark_edge` is False), which lets the sampler skip the crop machinery for most clips.
 """
 
 from __future__ import annotations
@@ -50,19 +53,29 @@ def _span(dark: np.ndarray, min_keep: float) -> tuple[int, int]:
     return (first, end) if end - first >= min_keep * n else (0, n)
 
 
-def content_box(frames: np.ndarray, limit: float = BAR_LIMIT, min_keep: float = MIN_KEEP) -> Box:
+def content_box(frames: np.ndarray, limit: float = BAR_LIMIT,
+                min_keep: float = MIN_KEEP) -> Box:
     """The box inside the black bars common to all `frames` (uint8 [N, H, W, C] or [N, H, W])."""
     if frames.ndim not in (3, 4) or len(frames) == 0:
-        raise ValueError(f"frames must be a non-empty [N, H, W(, C)] array, got shape {frames.shape}")
-    bright = frames.max(axis=3) if frames.ndim == 4 else frames  # [N, H, W]
-    rows = bright.mean(axis=2, dtype=np.float32).max(axis=0)  # a row's mean, its brightest frame
+        raise ValueError(f"frames must be a non-empty [N, H, W(, C)] array, got {frames.shape}")
+    n, h, w = frames.shape[:3]
+    rows = frames.reshape(n, h, -1).mean(axis=2, dtype=np.float32).max(axis=0)  # brightest frame
     top, bottom = _span(rows <= limit, min_keep)
-    cols = bright[:, top:bottom].mean(axis=1, dtype=np.float32).max(axis=0)
+    inside = frames[:, top:bottom].reshape(n, bottom - top, w, -1)
+    cols = inside.mean(axis=(1, 3), dtype=np.float32).max(axis=0)
     left, right = _span(cols <= limit, min_keep)
     return Box(top, bottom, left, right)
 
 
-def crop_borders(frames: np.ndarray, limit: float = BAR_LIMIT, min_keep: float = MIN_KEEP) -> np.ndarray:
+def has_dark_edge(frame: np.ndarray, limit: float = BAR_LIMIT) -> bool:
+    """Whether any of the four edge lines of one frame ([H, W, C] or [H, W]) is dark; a clip
+    with one frame where none is has no bars."""
+    f = frame.reshape(frame.shape[0], frame.shape[1], -1)
+    return min(f[0].mean(), f[-1].mean(), f[:, 0].mean(), f[:, -1].mean()) <= limit
+
+
+def crop_borders(frames: np.ndarray, limit: float = BAR_LIMIT,
+                 min_keep: float = MIN_KEEP) -> np.ndarray:
     """`frames` cropped to their `content_box` (a view; the input itself when there are no bars)."""
     box = content_box(frames, limit, min_keep)
     return frames[:, box.top:box.bottom, box.left:box.right]

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from chain_sdk.errors import EmptyVideoError, VideoDecodeError
-from chain_sdk.video.borders import content_box
+from chain_sdk.video.borders import content_box, has_dark_edge
 from chain_sdk.video.source import VideoSource, open_video
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,11 @@ class FrameFit:
     so memory holds only small frames, and with `crop_borders` the clip is cropped to the
     picture inside the black bars all its frames share (`chain_sdk.video.borders`).
 
-    The bars are a property of the clip, known only once all its frames are in, so crop mode
-    also keeps each frame at up to twice `size` (the work copy): the box is found on the work
-    copies and a cropped clip is resized from them. A clip without bars returns the direct
-    resizes, exactly what it gets without crop mode.
+    The bars are a property of the clip, known only once all its frames are in. A frame whose
+    four edges are lit proves the clip has none, and is kept as its resize alone (the common
+    case: the result is exactly what it is without crop mode). A frame with a dark edge also
+    keeps a work copy at up to twice `size`; when every frame has one, the box is found on the
+    resized frames and the cropped picture is resized from the work copies.
     """
 
     def __init__(self, size: tuple[int, int] | None = None, crop_borders: bool = False) -> None:
@@ -105,25 +106,29 @@ class FrameFit:
 
     def frame(self, bgr: np.ndarray) -> Any:
         """What is kept of one decoded frame (pass it to `clip` later)."""
-        if not self.crop_borders or self.size is None:
-            return _resize(bgr, self.size)
+        direct = _resize(bgr, self.size)
+        if not self.crop_borders or self.size is None or not has_dark_edge(direct):
+            return direct
         h, w = bgr.shape[:2]
-        work = (min(w, 2 * self.size[0]), min(h, 2 * self.size[1]))
-        return _resize(bgr, self.size), _resize(bgr, work)
+        return direct, _resize(bgr, (min(w, 2 * self.size[0]), min(h, 2 * self.size[1])))
 
     def clip(self, kept: list[Any]) -> np.ndarray:
         """uint8 [T, H, W, 3] from the kept frames, in order."""
-        if not self.crop_borders:
-            return np.stack(kept)
-        if self.size is None:  # native size: crop the frames themselves
+        if self.crop_borders and self.size is None:  # native size: crop the frames themselves
             frames = np.stack(kept)
             box = content_box(frames)
             return frames[:, box.top:box.bottom, box.left:box.right]
-        work = np.stack([w for _, w in kept])
-        box = content_box(work)
-        if box.is_whole(*work.shape[1:3]):
-            return np.stack([d for d, _ in kept])
-        return np.stack([_resize(f[box.top:box.bottom, box.left:box.right], self.size) for f in work])
+        if not self.crop_borders or any(isinstance(k, np.ndarray) for k in kept):
+            # a frame with four lit edges: the clip has no bars
+            return np.stack([k if isinstance(k, np.ndarray) else k[0] for k in kept])
+        direct = np.stack([d for d, _ in kept])
+        box = content_box(direct)
+        if box.is_whole(*direct.shape[1:3]):
+            return direct
+        work = [w for _, w in kept]
+        (h, w), (wh, ww) = direct.shape[1:3], work[0].shape[:2]
+        b = box.scaled(wh / h, ww / w)
+        return np.stack([_resize(f[b.top:b.bottom, b.left:b.right], self.size) for f in work])
 
     @staticmethod
     def nbytes(kept: Any) -> int:
