@@ -258,6 +258,7 @@ EDITS = {  # name -> ffmpeg video filter (_edit_frame does the same with OpenCV)
     "flip": "hflip",
     "crop80": "crop=trunc(iw*0.8/2)*2:trunc(ih*0.8/2)*2",
     "halfsize": "scale=trunc(iw/4)*2:trunc(ih/4)*2",
+    "letterbox": "scale=iw:trunc(ih*3/8)*2,pad=iw:trunc(ih*2/3)*2:0:(oh-ih)/2",  # 75 % height, bars
 }
 
 
@@ -314,6 +315,10 @@ def _edit_frame(frame: np.ndarray, edit: str) -> np.ndarray:
     if edit == "crop80":
         dh, dw = h // 10, w // 10
         return np.ascontiguousarray(frame[dh:h - dh, dw:w - dw])
+    if edit == "letterbox":
+        squeezed = cv2.resize(frame, (w, round(h * 0.75)), interpolation=cv2.INTER_AREA)
+        bar = (h - squeezed.shape[0]) // 2
+        return cv2.copyMakeBorder(squeezed, bar, h - squeezed.shape[0] - bar, 0, 0, cv2.BORDER_CONSTANT)
     return cv2.resize(frame, (w // 2 // 2 * 2, h // 2 // 2 * 2), interpolation=cv2.INTER_AREA)
 
 

@@ -93,6 +93,17 @@ def test_opencv_fallback_makes_an_edited_copy(tmp_path, monkeypatch):
     assert np.abs(a.frames[10, :, ::-1].astype(int) - b.frames[10]).mean() < 12
 
 
+def test_opencv_fallback_letterbox_keeps_the_size_and_adds_bars(tmp_path, monkeypatch):
+    from chain_sdk.video import content_box, read_frames
+
+    monkeypatch.setattr(cli, "_ffmpeg", lambda: None)
+    copy = read_frames(cli.make_copy(data.path("bikes.mp4"), tmp_path / "bikes.letterbox.mp4", "letterbox"))
+    h, w = copy.frames.shape[1:3]
+    assert (h, w) == read_frames(data.path("bikes.mp4"), max_frames=1).frames.shape[1:3]
+    box = content_box(copy.frames)
+    assert abs((box.bottom - box.top) - 0.75 * h) <= 3 and (box.left, box.right) == (0, w)
+
+
 @pytest.mark.slow
 def test_demo_prints_the_match_table(model_dir, tmp_path, capsys):
     assert cli.main(["demo", "--model", model_dir, "--workdir", str(tmp_path)]) == 0

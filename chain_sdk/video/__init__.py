@@ -29,6 +29,6 @@ from chain_sdk.video.source import (
 
 __all__ = [
     "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
-    "IterableSource", "ShortVideoWarning", "VideoSource", "content_box", "crop_borders", "iter_frames",
-    "open_video", "read_frames", "sample_clip", "segment_indices",
+    "IterableSource", "ShortVideoWarning", "VideoSource", "content_box", "crop_borders",
+    "iter_frames", "open_video", "read_frames", "sample_clip", "segment_indices",
 ]
