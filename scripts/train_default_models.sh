@@ -3,7 +3,7 @@
 # then package them (scripts/package_default_models.py).
 # Data: Big Buck Bunny film time 0-240 s + the small sample clips (`chain-sdk data fetch`);
 # film time >= 300 s is held out and never trained or tuned on. Seeded; deterministic on CPU.
-# About 3 minutes of feature extraction (cached) + ~5 minutes per model on a 2-core CPU.
+# About 4 minutes of feature extraction (cached) + ~4 minutes per model on a 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
