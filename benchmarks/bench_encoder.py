@@ -186,18 +186,10 @@ def throughput(model: Path, clips: list[Path]) -> None:
 
 
 def letterboxed(clips: list[Path]) -> list[Path]:
-    """The clips squeezed to 75 % height between black bars (the retrieval benchmark's edit)."""
-    import imageio_ffmpeg
+    """The clips squeezed to 75 % height between black bars (the demo's letterbox copy)."""
+    from chain_sdk.cli import make_copy
 
-    out = []
-    for clip in clips:
-        boxed = clip.with_name(clip.stem + "_letterbox.mp4")
-        if not boxed.is_file():
-            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(clip),
-                            "-vf", "scale=iw:trunc(ih*3/8)*2,pad=iw:trunc(ih*2/3)*2:0:(oh-ih)/2",
-                            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", str(boxed)], check=True)
-        out.append(boxed)
-    return out
+    return [make_copy(c, c.with_name(c.stem + "_letterbox.mp4"), "letterbox") for c in clips]
 
 
 def bar_crop_cost(clips: list[Path], rounds: int = 3) -> None:

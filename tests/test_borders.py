@@ -3,8 +3,6 @@ clips with known bars, and real H.264 copies letterboxed and pillarboxed by ffmp
 
 from __future__ import annotations
 
-import subprocess
-
 import cv2
 import numpy as np
 import pytest
@@ -96,23 +94,16 @@ def test_frame_fit_native_size_crops_the_frames_themselves():
     np.testing.assert_array_equal(out, picture)
 
 
-def _ffmpeg_copy(src, dst, vf: str):
-    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
-    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(src), "-vf", vf,
-                    "-c:v", "libx264", "-crf", "23", "-pix_fmt", "yuv420p", "-an", str(dst)], check=True)
-    return dst
-
-
 @pytest.mark.parametrize("vf, bars", [
     ("scale=iw:trunc(ih*0.75/2)*2,pad=iw:ih/0.75:0:(oh-ih)/2", "rows"),  # the benchmark's letterbox
     ("scale=trunc(iw*0.7/2)*2:ih,pad=trunc(iw/0.7/2)*2:ih:(ow-iw)/2:0", "columns"),  # pillarbox
 ])
-def test_real_h264_copies_with_bars_sample_like_their_original(tmp_path, vf, bars):
+def test_real_h264_copies_with_bars_sample_like_their_original(ffmpeg_copy, vf, bars):
     """ffmpeg pads bikes.mp4 with bars and re-encodes it (CRF 23: ringing at the bar edge). The
     detected box is the padded picture within 2 px, and the cropped clip is the original up to
     resampling and compression: much closer than the uncropped clip."""
     src = data.path("bikes.mp4")
-    copy = _ffmpeg_copy(src, tmp_path / "barred.mp4", vf)
+    copy = ffmpeg_copy(src, vf, "barred.mp4")
     frames = read_frames(copy).frames
     h, w = frames.shape[1:3]
     box = content_box(frames)

@@ -226,17 +226,14 @@ def test_default_model_puts_edited_copies_closer_than_other_videos(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _default_available(), reason="the packaged default checkpoint is not present")
-def test_default_model_gives_letterboxed_and_pillarboxed_copies_their_code(tmp_path):
+def test_default_model_gives_letterboxed_and_pillarboxed_copies_their_code(ffmpeg_copy):
     """ffmpeg squeezes bigbuckbunny.mp4 into bars and re-encodes it (measured: 1 and 5 bits from
     the original with the bar crop, 18 and 17 without; the other sample clips are 30-34 away)."""
-    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
     crop, whole = Encoder(), Encoder(crop_borders=False)
     src = data.path("bigbuckbunny.mp4")
     for name, vf in (("letterbox", "scale=iw:trunc(ih*0.75/2)*2,pad=iw:ih/0.75:0:(oh-ih)/2"),
                      ("pillarbox", "scale=trunc(iw*0.75/2)*2:ih,pad=trunc(iw/0.75/2)*2:ih:(ow-iw)/2:0")):
-        copy = tmp_path / f"{name}.mp4"
-        subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(src), "-vf", vf, "-c:v", "libx264",
-                        "-crf", "23", "-pix_fmt", "yuv420p", "-an", str(copy)], check=True)
+        copy = ffmpeg_copy(src, vf, f"{name}.mp4")
         d_crop = hamming_distance(crop.encode(src), crop.encode(copy))
         d_whole = hamming_distance(whole.encode(src), whole.encode(copy))
         assert d_crop <= 6 and 2 * d_crop < d_whole, (name, d_crop, d_whole)

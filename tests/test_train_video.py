@@ -75,15 +75,10 @@ def test_decode_windows_split_and_time_range(clips):
         list(decode_windows(clips[1], config(time_range=(100.0, 200.0))))
 
 
-def test_windows_are_cropped_to_the_picture_inside_black_bars(clips, tmp_path):
+def test_windows_are_cropped_to_the_picture_inside_black_bars(clips, ffmpeg_copy):
     """Training sees what Encoder sees: a letterboxed copy of bikes.mp4 (ffmpeg pad, then
     H.264) gives windows of the original's aspect ratio, unless --no-crop-borders."""
-    import subprocess
-
-    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
-    boxed = tmp_path / "letterboxed.mp4"
-    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(clips[0]), "-vf", "pad=iw:ih*4/3:0:ih/6",
-                    "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(boxed)], check=True)
+    boxed = ffmpeg_copy(clips[0], "pad=iw:ih*4/3:0:ih/6", "letterboxed.mp4", crf=18)
     cfg = config(time_range=(0.0, 4.0))
     originals = [f for _, f, _ in decode_windows(clips[0], cfg)]
     cropped = [f for _, f, _ in decode_windows(boxed, cfg)]
