@@ -6,7 +6,7 @@
 #   2. an arm64 Debian root file system with python3, g++ and cmake (built once, then cached)
 #   3. on the host, meanwhile, in the x86-64 dev venv (`make install`, Python 3.11): the default
 #      model exported to ONNX and the codes it gives the sample clips (scripts/reference_codes.sh)
-#   4. in the root file system: a venv and `pip install ".[cpu]"` of this checkout, which builds
+#   4. in the root file system, meanwhile: a venv and `pip install ".[cpu]"` of this checkout, which builds
 #      cpp_ext natively for aarch64 (NEON kernels); test tools pytest, hypothesis, imageio-ffmpeg, onnx
 #   5. the runtime tests there (kernels and index, video, onnxruntime backend, encoder and CLI on the
 #      exported default model against the reference codes); the last line is pytest's summary.
@@ -50,34 +50,34 @@ if [ ! -e "$ROOTFS/.complete" ]; then
   touch "$ROOTFS.tmp/.complete" && mv "$ROOTFS.tmp" "$ROOTFS"
 fi
 
-step "waiting for the reference"
-wait "$reference" || { tail -n 30 "$CACHE/reference.log" >&2; exit 1; }
-
 step "this checkout into the root file system (tracked and untracked files, not ignored ones)"
 rm -rf "$ROOTFS/src" "$ROOTFS/ref" && mkdir -p "$ROOTFS/src"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
   | (cd "$ROOT" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$ROOTFS/src"
-cp -r "$CACHE/reference" "$ROOTFS/ref"
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 
-step "in the arm64 root file system: build, install, test"
-# A private mount namespace: /proc, /sys and /dev are unmounted when it exits, however it exits.
-unshare --mount --propagation private bash -s "$ROOTFS" $(grep -v '^#' "$ROOT/scripts/runtime_tests.txt") <<'EMULATED'
-set -euo pipefail
-R=$1 && shift
-mount -t proc proc "$R/proc" && mount --rbind /sys "$R/sys" && mount --rbind /dev "$R/dev"
-exec chroot "$R" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-  CHAIN_SDK_CACHE=/ref/cache CHAIN_SDK_TEST_MODEL_DIR=/ref/model \
-  CHAIN_SDK_TEST_REFERENCE_CODES=/ref/codes.jsonl PIP_DISABLE_PIP_VERSION_CHECK=1 TESTS="$*" \
-  bash -s <<'INSIDE'
-set -euo pipefail
-uname -m && python3 --version
-python3 -m venv /opt/venv
-/opt/venv/bin/pip install -q --upgrade pip
-/opt/venv/bin/pip install -q "/src[cpu]" pytest hypothesis imageio-ffmpeg==0.8.1 onnx
-cd /src
-# The installed package (with the compiled extension), not the source tree, must be under test.
-/opt/venv/bin/python -I -c "import chain_sdk, chain_sdk._hamming as h; print(chain_sdk.__file__, h.isa_available())"
-exec /opt/venv/bin/pytest -q -p no:cacheprovider $TESTS
-INSIDE
-EMULATED
+# Runs a bash command as root in the arm64 root file system, in a private mount namespace: /proc,
+# /sys and /dev are unmounted when it exits, however it exits.
+in_rootfs() {
+  unshare --mount --propagation private bash -c '
+    mount -t proc proc "$0/proc" && mount --rbind /sys "$0/sys" && mount --rbind /dev "$0/dev"
+    exec chroot "$0" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
+      PIP_DISABLE_PIP_VERSION_CHECK=1 CHAIN_SDK_CACHE=/ref/cache CHAIN_SDK_TEST_MODEL_DIR=/ref/model \
+      CHAIN_SDK_TEST_REFERENCE_CODES=/ref/codes.jsonl bash -euo pipefail -c "$1"' "$ROOTFS" "$1"
+}
+
+step "in the arm64 root file system: venv, pip install \".[cpu]\" (builds cpp_ext), test tools"
+in_rootfs '
+  uname -m && python3 --version
+  rm -rf /opt/venv && python3 -m venv /opt/venv
+  /opt/venv/bin/pip install -q --upgrade pip
+  /opt/venv/bin/pip install -q "/src[cpu]" pytest hypothesis imageio-ffmpeg==0.8.1 onnx
+  # The installed package (with the compiled extension), never the checkout, is under test.
+  /opt/venv/bin/python -I -c "import chain_sdk, chain_sdk._hamming as h; print(chain_sdk.__file__, h.isa_available())"'
+
+step "waiting for the reference"
+wait "$reference" || { tail -n 30 "$CACHE/reference.log" >&2; exit 1; }
+cp -r "$CACHE/reference" "$ROOTFS/ref"
+
+step "runtime tests on aarch64"
+in_rootfs "cd /src && exec /opt/venv/bin/pytest -q -p no:cacheprovider $(grep -v '^#' "$ROOT/scripts/runtime_tests.txt" | tr '\n' ' ')"
