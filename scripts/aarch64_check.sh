@@ -12,8 +12,8 @@
 #      exported default model against the reference codes); the last line is pytest's summary.
 #
 # Nothing of the GPU side runs here (no CUDA, TensorRT, DLA or NVDEC under qemu): see docs/jetson.md.
-# Takes about 70 minutes on the 2-core dev VM (docs/jetson.md has the measured time), so it is the
-# release check rather than part of .ci/run. Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
+# Slow: on the loaded 2-core dev VM the root file system alone took 70 minutes and the emulated
+# venv more than 9 (docs/jetson.md), so this is the release check rather than part of .ci/run. Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
 # (default ~/.cache/chain-sdk/aarch64); delete rootfs/ there to rebuild the root file system.
 set -euo pipefail
 

@@ -6,8 +6,13 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${CHAIN_SDK_PY310_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chain-sdk/py310}
-PY=${PYTHON310:-$(command -v python3.10 || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python3.10 2>/dev/null | tail -1)}
-[ -x "$PY" ] || { echo "no Python 3.10 found; set PYTHON310" >&2; exit 1; }
+PY=${PYTHON310:-}
+if [ -z "$PY" ]; then  # a pyenv shim on PATH may exist and still refuse to run: try each candidate
+  for c in $(command -v python3.10) "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python3.10; do
+    if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then PY=$c; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "no Python 3.10 found; set PYTHON310" >&2; exit 1; }
 start=$(date +%s)
 
 "$ROOT/scripts/reference_codes.sh" "$CACHE/reference"
