@@ -12,6 +12,8 @@
 #      exported default model against the reference codes); the last line is pytest's summary.
 #
 # Nothing of the GPU side runs here (no CUDA, TensorRT, DLA or NVDEC under qemu): see docs/jetson.md.
+# Known blocker (docs/jetson.md): under Debian 12's qemu 7.2 the onnxruntime aarch64 wheel segfaults
+# on import, so the onnxruntime/Encoder/CLI tests need a newer qemu or a real aarch64 machine.
 # Slow: on the loaded 2-core dev VM the root file system alone took 70 minutes and the emulated
 # venv more than 9 (docs/jetson.md), so this is the release check rather than part of .ci/run. Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
 # (default ~/.cache/chain-sdk/aarch64); delete rootfs/ there to rebuild the root file system.
