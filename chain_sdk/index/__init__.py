@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .hamming_index import HammingIndex, _hamming
 
-#: Kernel paths this CPU can run, best first (e.g. ["avx512", "avx2", "scalar"]).
+#: Kernel paths this CPU can run, best first (e.g. ["avx512", "avx2", "scalar"]; AArch64: ["neon", "scalar"]).
 available_isas = _hamming.isa_available
 #: Default thread count of every search (0 = every CPU this process may use).
 set_num_threads = _hamming.set_num_threads

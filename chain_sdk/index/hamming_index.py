@@ -31,7 +31,7 @@ from . import fileformat, mih
 
 # The compiled kernels (typed Any: nanobind modules carry no stubs in the source tree).
 _hamming: Any = importlib.import_module("chain_sdk._hamming")
-_ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" for every index
+_ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" / "neon" for every index
 
 
 @dataclass(frozen=True)
