@@ -30,6 +30,7 @@ binary vectors; milvus-lite runs BIN_FLAT only).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -125,9 +126,17 @@ class MilvusIndex:
         """Delete the collection and everything in it."""
         self._client.drop_collection(self.collection)
 
-    def flush(self) -> None:
-        """Seal what was inserted (a server builds BIN_IVF_FLAT lists on sealed segments only)."""
+    def flush(self, timeout: float = 600.0) -> None:
+        """Seal what was inserted and wait until the index covers it (a server builds
+        BIN_IVF_FLAT lists on sealed segments only; until then it scans them)."""
         self._client.flush(self.collection)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self._client.describe_index(self.collection, "code") or {}
+            if not info.get("pending_index_rows") and info.get("state", "Finished") == "Finished":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self}: index not built after {timeout} s: {info}")
 
     def __enter__(self) -> MilvusIndex:
         return self
