@@ -48,13 +48,15 @@ def ray_encode(videos: Any, model: str | os.PathLike | None = None, *, window: f
     window/hop: seconds; give both (or window alone: hop = window) for one row per window.
     num_gpus/num_cpus: resources per actor. Keep num_cpus fractional on small nodes: actors that
     hold every CPU starve the tasks feeding them. actors: pool size (default: as many as the
-    cluster's resources fit, leaving one CPU for reading). batch_size: videos per actor call.
+    cluster's resources fit, leaving one CPU for reading). batch_size: videos per actor call,
+    which is also the actor's Encoder batch (one inference batch per call).
     encoder_options: passed to `Encoder` (backend, device, frames, threads, ...); `threads`
     defaults to ceil(num_cpus) so that actors sharing a node do not oversubscribe it.
     """
     import ray
     import ray.data
 
+    from chain_sdk.contract import read_model_dir
     from chain_sdk.models import resolve_model
 
     if batch_size < 1:
@@ -66,7 +68,8 @@ def ray_encode(videos: Any, model: str | os.PathLike | None = None, *, window: f
     if not ray.is_initialized():
         ray.init()
     model_dir = resolve_model(model)
-    options = {"threads": max(1, math.ceil(num_cpus)), **encoder_options}
+    read_model_dir(model_dir)  # a malformed model fails here, typed, not in every actor's restart
+    options = {"threads": max(1, math.ceil(num_cpus)), **encoder_options, "batch_size": batch_size}
     if isinstance(videos, ray.data.Dataset):
         ds = videos
         schema = ds.schema(fetch_if_missing=False)  # known without running anything, or None

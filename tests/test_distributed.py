@@ -107,3 +107,27 @@ def test_bad_arguments(ray_cluster, model_dir):
         ray_encode(3, model_dir)
     with pytest.raises(ValueError, match="'video' column"):
         ray_encode(ray.data.from_items([{"path": "a.mp4"}]), model_dir, actors=1)
+
+
+def test_cli_encode_on_ray(ray_cluster, model_dir, encoder, videos, tmp_path):
+    """`chain-sdk encode --ray VIDEO...`: the first video is not taken for an address; the same
+    parquet as the in-process encode, which `index build` reads."""
+    from chain_sdk import cli
+
+    good, bad = videos
+    out = tmp_path / "codes.parquet"
+    argv = ["encode", "--ray", good[0], bad[0], "--model", str(model_dir), "--backend", "onnxruntime",
+            "--frames", str(T), "--actors", "1", "--no-progress", "-o", str(out)]
+    assert cli.main(argv) == 2  # one video failed
+    codes, sources = cli.read_codes(out)
+    assert sources == [good[0]] and codes[0].tobytes() == encoder.encode(good[0]).tobytes()
+
+
+def test_importing_the_package_loads_neither_ray_nor_pymilvus():
+    import subprocess
+    import sys
+
+    code = ("import sys, chain_sdk, chain_sdk.index, chain_sdk.distributed; "
+            "print(','.join(m for m in ('ray', 'pymilvus', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
