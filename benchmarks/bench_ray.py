@@ -39,7 +39,7 @@ def main() -> None:
     videos = [str(data.path(name)) for name in CLIPS] * args.copies
     options = {"backend": "onnxruntime"} | ({"frames": args.frames} if args.frames else {})
     encoder = Encoder(model, threads=2, **options)
-    reference = {v: c.tobytes() for v, c in zip(videos, encoder.encode_batch(videos, progress=False))}
+    reference = {v: c.tobytes() for v, c in zip(videos, encoder.encode_batch(videos, progress=False).codes)}
 
     def in_process():
         encoder.encode_batch(videos, progress=False)

@@ -21,7 +21,9 @@ inclusive radius, and the tests check the boundary on every engine they run.
 Metadata: per-row dicts stored as Milvus dynamic fields; ``filter`` is a Milvus boolean
 expression over them (and over ``id``). Inserts go in batches of at most 10 000 rows (larger
 calls made milvus-lite's client grow without bound). One process writes a collection at a time:
-the insertion counter is read from the collection when it is opened.
+the insertion counter is read from the collection when it is opened (so, unlike a loaded
+HammingIndex, ids assigned after reopening continue after the largest live id, not the largest
+ever added).
 
 Needs ``pip install chain-sdk[milvus]`` (pymilvus 2.5 with milvus-lite 2.5: the 3.x pair refuses
 binary vectors; milvus-lite runs BIN_FLAT only).
