@@ -263,6 +263,11 @@ class Encoder:
         open windows' sampled frames (window / hop windows of T frames at up to twice the input
         size), whatever the stream length.
         A stream shorter than one window yields one segment over what there was.
+
+        With split graphs, a frame that several overlapping windows sample goes through the
+        backbone once (when the clip needs no bar crop): with hop a multiple of window / T every
+        sample is shared, so the backbone runs at T / window frames per second of stream instead
+        of T / hop.
         """
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be positive, got {window}, {hop}")
@@ -273,6 +278,7 @@ class Encoder:
         next_start: float | None = None
         previous: tuple[Any, float] | None = None  # (raw frame, time) shown until the next one
         emitted = 0
+        features: dict[int, tuple[Any, np.ndarray]] | None = {} if self.mode == "split" else None
         src = open_video(source)
         try:
             for frame, t in iter_frames(src):
@@ -291,7 +297,12 @@ class Encoder:
                 while open_windows and len(open_windows[0]["frames"]) == t_count:
                     win = open_windows.popleft()
                     emitted += 1
-                    yield self._segment(fit, win, win["start"] + window)
+                    segment = self._segment(fit, win, win["start"] + window, features)
+                    if features:  # keep the features only of frames an open window still holds
+                        held = {id(k) for w in open_windows for k in w["frames"]}
+                        for key in [key for key in features if key not in held]:
+                            del features[key]
+                    yield segment
                 previous = (frame, t)
         finally:
             if src is not source:
@@ -300,10 +311,23 @@ class Encoder:
             win = open_windows[0]  # shorter than one window: fill the tail with the last frame
             last = fit.frame(previous[0])
             win["frames"].extend([last] * (t_count - len(win["frames"])))
-            yield self._segment(fit, win, previous[1])
+            yield self._segment(fit, win, previous[1], features)
 
-    def _segment(self, fit: FrameFit, win: dict, end: float) -> Segment:
-        code = self.encode_clips(fit.clip(win["frames"])[None])[0]
+    def _segment(self, fit: FrameFit, win: dict, end: float,
+                 features: dict[int, tuple[Any, np.ndarray]] | None = None) -> Segment:
+        kept = win["frames"]
+        if features is None or not any(isinstance(k, np.ndarray) for k in kept):
+            code = self.encode_clips(fit.clip(kept)[None])[0]  # fused graph, or a clip with bars
+        else:  # no bars: the clip is the frames' own resizes, so each frame's feature is reusable
+            todo = list({id(k): k for k in kept if id(k) not in features}.values())
+            if todo:
+                frames = np.stack([k if isinstance(k, np.ndarray) else k[0] for k in todo])
+                out = np.concatenate([
+                    self._backends["backbone"].run({"frames": frames[i:i + FRAME_CHUNK]})["features"]
+                    for i in range(0, len(frames), FRAME_CHUNK)])
+                features.update((id(k), (k, f)) for k, f in zip(todo, out))
+            clip_features = np.stack([features[id(k)][1] for k in kept])[None]
+            code = self._backends["temporal"].run({"features": clip_features})["code"][0]
         return Segment(float(win["start"]), float(end), code)
 
     def __repr__(self) -> str:
