@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from chain_sdk.errors import IndexFormatError
+from chain_sdk.files import atomic_write
 
 MAGIC = b"CHAINIDX"
 VERSION = 1
@@ -83,8 +83,8 @@ def _layout(bits: int, count: int, metadata_size: int = 0) -> tuple[int, int, in
 
 def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray,
           tombstones: np.ndarray, live: int, next_id: int, metadata: bytes = b"") -> None:
-    """Atomically write an index file (temp file + fsync + rename); non-empty `metadata` is stored
-    (checksummed) after the tombstones and makes the file version 2."""
+    """Atomically write an index file (chain_sdk.files.atomic_write); non-empty `metadata` is
+    stored (checksummed) after the tombstones and makes the file version 2."""
     path = Path(path)
     count = codes.shape[0]
     codes_off, ids_off, tomb_off, size = _layout(bits, count, len(metadata))
@@ -99,36 +99,13 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
     if metadata:
         record = _META.pack(size - len(metadata), len(metadata), _crc(metadata))
         header += record + _CRC.pack(_crc(record))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.ljust(PAGE, b"\0"))
-            f.write(_flat(codes).data)
-            f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
-            f.write(_flat(ids).data)
-            f.write(_flat(tomb).data)
-            f.write(metadata)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
-    except OSError:  # not every platform lets a directory be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        f.write(header.ljust(PAGE, b"\0"))
+        f.write(_flat(codes).data)
+        f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
+        f.write(_flat(ids).data)
+        f.write(_flat(tomb).data)
+        f.write(metadata)
 
 
 def read_header(path: str | os.PathLike) -> Header:
