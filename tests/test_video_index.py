@@ -1,17 +1,21 @@
 """VideoIndex on real videos with the packaged default model: a copy inside unrelated footage is
-found and placed, persistence keeps HammingIndex's guarantees, bad input is refused cleanly."""
+found and placed, persistence keeps HammingIndex's guarantees, bad input is refused cleanly; and
+`chain-sdk index add` / `chain-sdk match` end to end, in-process through main(argv), in the exact
+forms the documentation gives."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
 import pytest
 
-from chain_sdk import data
+from chain_sdk import cli, data
 from chain_sdk.errors import IndexFormatError, ModelMismatchError, VideoError
 from chain_sdk.index import HammingIndex
 from chain_sdk.matching import DuplicateVideoError, Match, VideoIndex
+from chain_sdk.matching import video_index as vi
 
 pytest.importorskip("onnxruntime")
 
@@ -156,3 +160,63 @@ def test_an_encoder_that_does_not_fit_the_index_is_refused(built, tmp_path):
         VideoIndex.load(path, encoder=Encoder(frames=index.frames - 1))
     with pytest.raises(ModelMismatchError, match="bit codes"):
         VideoIndex(encoder=index.encoder, store=HammingIndex(32))
+
+
+# ------------------------------------------------------------------------------ command line
+
+KEYS = ["query", "video", "query_start", "query_end", "ref_start", "ref_end", "score"]
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli_match")
+    return tmp, make_query(tmp / "upload.mp4", "eq=brightness=0.1:saturation=1.5")
+
+
+def test_index_add_creates_appends_and_skips_bad_videos(cli_files, capsys):
+    tmp, _ = cli_files
+    idx = tmp / "refs.vidx"
+    bikes, carphone = str(data.path("bikes.mp4")), str(data.path("carphone.mp4"))
+    broken = tmp / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    assert cli.main(["index", "add", bikes, str(broken), "--index", str(idx)]) == cli.EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert str(broken) in err and "skipped" in err
+    assert cli.main(["index", "add", carphone, bikes, "--index", str(idx)]) == cli.EXIT_PARTIAL  # bikes again
+    out, err = capsys.readouterr()
+    assert "already in the index" in err and "2 videos" in out
+    from chain_sdk.matching import VideoIndex
+
+    assert sorted(VideoIndex.load(idx).video_ids) == sorted([bikes, carphone])
+    assert cli.main(["index", "add", carphone, "--index", str(idx), "--window", "3"]) == cli.EXIT_ERROR
+    assert "window" in capsys.readouterr().err
+
+
+def test_match_json_lines_best_first(cli_files, capsys):
+    tmp, upload = cli_files
+    idx = tmp / "refs.vidx"
+    assert cli.main(["match", str(upload), "--index", str(idx), "--min-score", "0", "--json"]) == cli.EXIT_OK
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(list(r) == KEYS for r in rows)
+    assert all(r["query"] == str(upload) for r in rows)
+    assert rows[0]["video"] == str(data.path("bikes.mp4"))
+    assert rows[0]["query_start"] < 11 and rows[0]["query_end"] > 4      # the copy is at 4-11 s
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert cli.main(["match", str(upload), str(tmp / "missing.mp4"), "--index", str(idx)]) == cli.EXIT_PARTIAL
+    out, err = capsys.readouterr()
+    assert f"{upload}:" in out and "missing.mp4: failed" in err
+
+
+def test_match_refuses_a_damaged_index(cli_files, capsys, tmp_path):
+    _, upload = cli_files
+    bad = tmp_path / "bad.vidx"
+    bad.write_bytes(b"CHAINIDX" + b"\x00" * 5000)
+    assert cli.main(["match", str(upload), "--index", str(bad)]) == cli.EXIT_ERROR
+    assert "chain-sdk: error" in capsys.readouterr().err
+
+
+def test_help_states_the_default_threshold(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["match", "--help"])
+    out = capsys.readouterr().out
+    assert f"{vi.DEFAULT_THRESHOLD:g}" in out and "precision" in out
