@@ -253,10 +253,14 @@ class CopySet:
         return [(q.key, c) for q in self.queries for c in q.copies]
 
 
-def build(seed: int = 0, per_family: int = 4, *, progress: bool = True) -> CopySet:
+def build(seed: int = 0, per_family: int = 1, draw: int = 3, *, progress: bool = True) -> CopySet:
+    """The first `per_family` of `draw` copy queries drawn per family, and as many no-copy queries
+    (the recipes depend on `draw`, not on `per_family`, so a larger run extends a smaller one)."""
     data.fetch([FILM, *REFERENCE_CLIPS, *(s for s, _, _ in FILLER_PARTS if s != FILM)], progress=progress)
     refs = [Reference(r.key, r.piece, make_reference(r)) for r in references()]
-    queries = draw_queries(seed, per_family)
+    drawn = draw_queries(seed, draw)
+    copies = [q for q in drawn if q.family and int(q.key.rsplit("_", 1)[1]) < per_family]
+    queries = copies + [q for q in drawn if not q.family][: len(copies)]
     for q in tqdm(queries, desc="queries (ffmpeg)", unit="video", disable=not progress):
         q.path = make_query(q)
     return CopySet(seed, refs, queries)

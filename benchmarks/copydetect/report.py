@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="docs/copy_detection_report.md")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-family", type=int, default=4, help="copy queries per edit family")
-    ap.add_argument("--windows", type=float, nargs="+", default=[4.0, 8.0])
+    ap.add_argument("--per-family", type=int, default=1, help="copy queries per edit family used")
+    ap.add_argument("--draw", type=int, default=3, help="copy queries per edit family drawn (the recipes)")
+    ap.add_argument("--windows", type=float, nargs="+", default=[8.0])
     ap.add_argument("--hops", type=float, nargs="+", default=[0.8, 1.6, 3.2])
     ap.add_argument("--trims", type=float, nargs="+", default=[0.5, 0.375, 0.25, 0.125, 0.0])
     ap.add_argument("--precision", type=float, default=0.9, help="target segment precision of the threshold")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from chain_sdk.matching import video_index as vi
 
     t_start = time.time()
-    cs = dataset.build(args.seed, args.per_family)
+    cs = dataset.build(args.seed, args.per_family, args.draw)
     truths = truths_of(cs)
     videos = [r.path for r in cs.references] + [q.path for q in cs.queries]
     query_hours = sum(q.duration for q in cs.queries) / 3600
