@@ -64,7 +64,7 @@ def brute_force_match(index: VideoIndex, segments) -> list:
     keep = w > 0
     q = np.nonzero(keep)[0]
     r = best_i[keep]
-    return align.align(index.table.video[r], q, r, w[keep], index.align_params, min_score=0.0)
+    return align(index.table.video[r], q, r, w[keep], index.align_params, min_score=0.0)
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
