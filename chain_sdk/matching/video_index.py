@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Chosen on the development benchmark (docs/copy_detection_report.md).
 DEFAULT_WINDOW = 8.0
-DEFAULT_HOP = 1.6
+DEFAULT_HOP = 3.2
 #: The lowest score at which segment precision on the development benchmark is >= THRESHOLD_PRECISION.
-DEFAULT_THRESHOLD = 1.0
+DEFAULT_THRESHOLD = 0.22
 THRESHOLD_PRECISION = 0.9
 #: The sampling density the packaged models were trained at (25 frames per 10 s window).
 FRAMES_PER_SECOND = 2.5
