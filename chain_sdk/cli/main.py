@@ -5,6 +5,8 @@
     chain-sdk encode --ray ray://head:10001 a.mp4 --out codes.parquet   # on a Ray cluster
     chain-sdk index build --codes codes.jsonl --out videos.idx
     chain-sdk search query.mp4 --index videos.idx -k 10
+    chain-sdk index add film.mp4 show.mp4 --index refs.vidx    # window codes for copy detection
+    chain-sdk match upload.mp4 --index refs.vidx --json        # which parts were copied from where
     chain-sdk data fetch
 
 Exit status: 0 on success, 1 on a usage or model error, 2 when some videos failed (the output
@@ -20,6 +22,7 @@ import re
 import sys
 from pathlib import Path
 
+from chain_sdk.cli import match as match_cli
 from chain_sdk.errors import ChainSDKError
 from chain_sdk.files import write_text
 
@@ -85,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "are the row numbers of the codes; sources are kept in INDEX.sources.json.")
     build.add_argument("--codes", required=True, metavar="FILE", help=".npy, .jsonl or .parquet from `encode`")
     build.add_argument("--out", "-o", required=True, metavar="INDEX", help="index file to write")
+    match_cli.add_index_add_parser(index_sub)
 
     search = sub.add_parser("search", help="encode query videos and search an index")
     search.add_argument("queries", nargs="+", metavar="QUERY_VIDEO")
     search.add_argument("--index", required=True, metavar="INDEX")
     search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     _model_args(search)
+    match_cli.add_match_parser(sub)
 
     demo = sub.add_parser("demo", help="encode the sample clips and edited copies; print who matches whom",
                           description="Fetch the sample clips, make edited copies (flip, crop, "
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("onnxscript", "onnx_ir", "torch"):  # exporter chatter during the one-time export
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
     handler = {"encode": cmd_encode, "data": cmd_data, "index": cmd_index, "search": cmd_search,
-               "demo": cmd_demo}[args.command]
+               "demo": cmd_demo, "match": match_cli.cmd_match}[args.command]
     try:
         return handler(args)
     except ChainSDKError as exc:
@@ -209,6 +214,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from chain_sdk.index import HammingIndex
+
+    if args.index_command == "add":
+        return match_cli.cmd_index_add(args)
 
     codes, sources = read_codes(Path(args.codes))
     index = HammingIndex(codes.shape[1] * 8)
