@@ -220,3 +220,24 @@ def test_help_states_the_default_threshold(capsys):
         cli.main(["match", "--help"])
     out = capsys.readouterr().out
     assert f"{vi.DEFAULT_THRESHOLD:g}" in out and "precision" in out
+
+
+def test_a_milvus_store_gives_the_same_matches(built, tmp_path):
+    """The matcher only uses the store's index verbs, so milvus-lite must answer like HammingIndex
+    (BIN_FLAT is exact, ties by insertion order), before and after a remove."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from chain_sdk.index import MilvusIndex
+
+    index, query, _ = built
+    encoder = index.encoder
+    milvus = VideoIndex(encoder=encoder, window=index.window, hop=index.hop,
+                        store=MilvusIndex(str(tmp_path / "v.db"), "windows", encoder.bits))
+    flat = VideoIndex(encoder=encoder, window=index.window, hop=index.hop)
+    for vid, path in (("bikes", data.path("bikes.mp4")), ("carphone", data.path("carphone.mp4"))):
+        milvus.add(path, vid)
+        flat.add(path, vid)
+    assert milvus.match(query, min_score=0) == flat.match(query, min_score=0)
+    milvus.remove("bikes")
+    flat.remove("bikes")
+    assert milvus.match(query, min_score=0) == flat.match(query, min_score=0)
