@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,9 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_dir
-from chain_sdk.errors import ChainSDKError, ModelMismatchError
+from chain_sdk.errors import ChainSDKError, ModelMismatchError, PartialVideoError, PartialVideoWarning
 from chain_sdk.models import resolve_model
-from chain_sdk.video import FrameFit, iter_frames, open_video, sample_clip
+from chain_sdk.video import FrameFit, iter_frames, open_video, sample_video
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,21 @@ class Failure(NamedTuple):
     error: BaseException
 
 
+class Warned(NamedTuple):
+    index: int  # type: ignore[assignment]  # position in the input sequence
+    source: str
+    warning: PartialVideoWarning
+
+
 class BatchResult(NamedTuple):
     """`encode_batch(..., on_error="collect")`: codes of the videos that worked, their input
-    positions, and what failed."""
+    positions, what failed, and which codes come from partly decodable videos (`warnings`:
+    their input positions are also in `indices`)."""
 
     codes: np.ndarray  # uint8 [M, bits/8]
     indices: np.ndarray  # int64 [M]
     failures: list[Failure]
+    warnings: list[Warned] = []
 
 
 def describe(video: Any) -> str:
@@ -83,12 +92,16 @@ class Encoder:
     decode_workers: decoder threads for encode_batch (default: min(4, cores)).
     crop_borders: crop black bars shared by all frames of a clip before resizing, so a
         letterboxed or pillarboxed copy hashes like its original (off: the whole frame).
+    strict: a video that decodes only partly (truncated or corrupt file, a stream that stalled
+        until the decoder's read timeout) raises `PartialVideoError` instead of being hashed
+        from the frames that did decode with a `PartialVideoWarning` (see `encode`).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto",
                  device: str | None = None, batch_size: int = 16, frames: int | None = None,
                  threads: int | None = None, graphs: str = "auto",
-                 decode_workers: int | None = None, crop_borders: bool = True) -> None:
+                 decode_workers: int | None = None, crop_borders: bool = True,
+                 strict: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_dir = resolve_model(model)
@@ -100,6 +113,7 @@ class Encoder:
         self.bits, self.batch_size = c.bits, batch_size
         self.input_size = (c.input_width, c.input_height)  # (W, H), cv2.resize order
         self.crop_borders = crop_borders
+        self.strict = strict
         self.mode = self._choose_graphs(graphs)
         from chain_sdk.backends import create_backend
 
@@ -157,8 +171,20 @@ class Encoder:
 
     def sample(self, video: Any) -> np.ndarray:
         """The clip the model sees: uint8 [T, H, W, 3] BGR at the model's input size."""
-        return sample_clip(video, self.frames, resize=self.input_size,
-                           crop_borders=self.crop_borders).frames
+        clip, partial = self._sample(video)
+        if partial:
+            warnings.warn(partial, stacklevel=2)
+        return clip
+
+    def _sample(self, video: Any) -> tuple[np.ndarray, PartialVideoWarning | None]:
+        """The clip, and the warning for a partly decodable video (raised when strict)."""
+        found = sample_video(video, self.frames, resize=self.input_size,
+                             crop_borders=self.crop_borders)
+        if found.partial is None:
+            return found.clip.frames, None
+        if self.strict:
+            raise PartialVideoError(describe(video), found.partial)
+        return found.clip.frames, PartialVideoWarning(describe(video), found.partial)
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size)."""
@@ -180,8 +206,16 @@ class Encoder:
         return self._backends["temporal"].run({"features": features.reshape(b, t, -1)})
 
     def encode(self, video: Any) -> np.ndarray:
-        """Code of one video (anything `chain_sdk.video.open_video` takes): uint8 [bits/8]."""
-        return self.encode_clips(self.sample(video)[None])[0]
+        """Code of one video (anything `chain_sdk.video.open_video` takes): uint8 [bits/8].
+
+        A video that decodes only partly is hashed from the frames that did decode, with a
+        `PartialVideoWarning` (catch it with `warnings.catch_warnings(record=True)`, or turn it
+        into an error with `warnings.simplefilter("error", PartialVideoWarning)`), unless the
+        encoder is `strict`: then `PartialVideoError` is raised."""
+        clip, partial = self._sample(video)
+        if partial:
+            warnings.warn(partial, stacklevel=2)
+        return self.encode_clips(clip[None])[0]
 
     # ------------------------------------------------------------------ batches
 
@@ -192,7 +226,9 @@ class Encoder:
         on_error="raise": the first failure raises (pending decodes are cancelled); returns
         uint8 [N, bits/8]. "skip": failures are logged and left out; returns the codes of the
         videos that worked (input order). "collect": returns a BatchResult with the codes, their
-        input positions and the failures (index, source, exception).
+        input positions, the failures (index, source, exception) and the partly decodable
+        videos (`warnings`: index, source, PartialVideoWarning). Each partly decodable video
+        also issues its `PartialVideoWarning`; with `strict` it is a failure instead.
         """
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -202,6 +238,7 @@ class Encoder:
         codes: list[np.ndarray] = []
         indices: list[int] = []
         failures: list[Failure] = []
+        warned: list[Warned] = []
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="chain-decode") as pool, \
                 tqdm(total=len(items), unit="video", disable=not progress, desc="encode") as bar:
             batch: list[tuple[int, np.ndarray]] = []
@@ -213,13 +250,17 @@ class Encoder:
                     failures.append(Failure(index, describe(video), result))
                     bar.update(1)
                 else:
-                    batch.append((index, result))
+                    clip, partial = result
+                    if partial:
+                        warnings.warn(partial, stacklevel=2)
+                        warned.append(Warned(index, describe(video), partial))
+                    batch.append((index, clip))
                 if len(batch) == self.batch_size:
                     self._flush(batch, codes, indices, bar)
             self._flush(batch, codes, indices, bar)
         stacked = np.stack(codes) if codes else np.zeros((0, self.bits // 8), np.uint8)
         if on_error == "collect":
-            return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures)
+            return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures, warned)
         return stacked
 
     def _decoded(self, pool: ThreadPoolExecutor, items: list[Any]) -> Iterator[tuple[int, Any, Any]]:
@@ -230,7 +271,7 @@ class Encoder:
         try:
             while True:
                 while len(pending) < ahead and (nxt := next(todo, None)) is not None:
-                    pending.append((nxt[0], nxt[1], pool.submit(self.sample, nxt[1])))
+                    pending.append((nxt[0], nxt[1], pool.submit(self._sample, nxt[1])))
                 if not pending:
                     return
                 index, video, future = pending.popleft()

@@ -12,10 +12,12 @@ from chain_sdk.video.sampling import (
     SEEK_MIN_STRIDE,
     FrameFit,
     Frames,
+    Sampled,
     ShortVideoWarning,
     iter_frames,
     read_frames,
     sample_clip,
+    sample_video,
     segment_indices,
 )
 from chain_sdk.video.source import (
@@ -23,12 +25,14 @@ from chain_sdk.video.source import (
     ArraySource,
     CaptureSource,
     IterableSource,
+    SeekMismatch,
     VideoSource,
     open_video,
 )
 
 __all__ = [
     "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
-    "IterableSource", "ShortVideoWarning", "VideoSource", "content_box", "crop_borders",
-    "iter_frames", "open_video", "read_frames", "sample_clip", "segment_indices",
+    "IterableSource", "Sampled", "SeekMismatch", "ShortVideoWarning", "VideoSource",
+    "content_box", "crop_borders", "iter_frames", "open_video", "read_frames", "sample_clip",
+    "sample_video", "segment_indices",
 ]
