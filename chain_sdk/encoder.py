@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Full, Queue
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip", "collect")
 FRAME_CHUNK = 64  # backbone batch in split mode: bounds activation memory whatever B * T is
+STREAM_AHEAD = 2  # windows `stream` decodes ahead of inference
 
 
 class Segment(NamedTuple):
@@ -304,9 +307,16 @@ class Encoder:
         open windows' sampled frames (window / hop windows of T frames at up to twice the input
         size), whatever the stream length.
         A stream shorter than one window yields one segment over what there was.
+        Decoding runs in a thread ahead of inference (up to `STREAM_AHEAD` finished windows), so
+        the backend works while the next window decodes.
         """
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be positive, got {window}, {hop}")
+        for start, end, clip in _prefetch(self._windows(source, window, hop), STREAM_AHEAD):
+            yield Segment(float(start), float(end), self.encode_clips(clip[None])[0])
+
+    def _windows(self, source: Any, window: float, hop: float) -> Iterator[tuple[float, float, np.ndarray]]:
+        """(start, end, clip uint8 [T, H, W, 3]) of each window, as the stream is decoded."""
         t_count = self.frames
         fit = FrameFit(self.input_size, self.crop_borders)
         offsets = (np.arange(t_count) + 0.5) * window / t_count
@@ -332,7 +342,7 @@ class Encoder:
                 while open_windows and len(open_windows[0]["frames"]) == t_count:
                     win = open_windows.popleft()
                     emitted += 1
-                    yield self._segment(fit, win, win["start"] + window)
+                    yield win["start"], win["start"] + window, fit.clip(win["frames"])
                 previous = (frame, t)
         finally:
             if src is not source:
@@ -341,11 +351,49 @@ class Encoder:
             win = open_windows[0]  # shorter than one window: fill the tail with the last frame
             last = fit.frame(previous[0])
             win["frames"].extend([last] * (t_count - len(win["frames"])))
-            yield self._segment(fit, win, previous[1])
-
-    def _segment(self, fit: FrameFit, win: dict, end: float) -> Segment:
-        code = self.encode_clips(fit.clip(win["frames"])[None])[0]
-        return Segment(float(win["start"]), float(end), code)
+            yield win["start"], previous[1], fit.clip(win["frames"])
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.model_dir)!r}, bits={self.bits}, frames={self.frames}, {self.mode})"
+
+
+def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` produced in a daemon thread up to `depth` ahead, exceptions re-raised here in
+    order. Closing this generator makes the producer stop (and close `items`) at its next item."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer
+            put((end, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="chain-stream-decode", daemon=True).start()
+    try:
+        while True:
+            item, exc = queue.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()

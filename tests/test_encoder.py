@@ -308,3 +308,18 @@ def test_camera_index_minus_one_fails_one_item_not_the_batch(encoder):
     assert result.indices.tolist() == [1]
     assert isinstance(result.failures[0].error, UnsupportedVideoError)
 
+
+
+def test_stream_decodes_ahead_in_a_thread_and_stops_when_closed(encoder, tmp_path):
+    import threading
+
+    with pytest.raises(VideoOpenError, match="no such file"):  # raised in the decoder thread
+        next(encoder.stream(tmp_path / "missing.mp4"))
+    segments = encoder.stream(data.path("bikes.mp4"), window=2, hop=1)
+    first = next(segments)
+    assert first.start == 0.0 and first.code.shape == (8,)
+    segments.close()
+    for t in threading.enumerate():
+        if t.name == "chain-stream-decode":
+            t.join(timeout=10)
+    assert not any(t.name == "chain-stream-decode" for t in threading.enumerate())
