@@ -19,7 +19,9 @@ and the 10-minute film itself (720p) plus a 360p copy; copies are cached under
   seconds of the hash call alone, no interpreter start-up), each with its own defaults (vpdq:
   one PDQ per second, 2 threads).
 
-Peak memory: the 10-minute film in a fresh process each (VmHWM of chain; for the peers the
+Times are wall seconds and CPU seconds (all threads; for the peers their worker and its ffmpeg
+children): on a shared machine whose load is above its core count wall time also measures the
+neighbours, CPU time the work. Peak memory: the 10-minute film in a fresh process each (VmHWM of chain; for the peers the
 peak summed RSS of the worker and its ffmpeg children, sampled every 20 ms).
 Ratios are peer time / chain time (> 1: chain is faster). What this does not show: retrieval
 quality (benchmarks/retrieval does that), GPU decoding, videos from other encoders than x264.
@@ -91,23 +93,28 @@ class Chain:
         self.enc = Encoder()
         self.enc.encode(data.path("carphone.mp4"))  # warm: sessions and arenas allocated
 
-    def time(self, path: Path) -> dict[str, float]:
+    def time(self, path: Path) -> dict[str, tuple[float, float]]:
+        """method -> (wall seconds, CPU seconds of this process, all threads)."""
         from chain_sdk.video import open_video
 
+        clip: list = []
+        steps = {
+            "chain (pyav)": lambda: self.enc.encode(path),
+            "chain (opencv)": lambda: self.enc.encode(open_video(path, decoder="opencv")),
+            "decode only": lambda: clip.append(self.enc.sample(path)),
+            "inference only": lambda: self.enc.encode_clips(clip[0][None]),
+        }
         out = {}
-        t = time.perf_counter()
-        self.enc.encode(path)
-        out["chain (pyav)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        self.enc.encode(open_video(path, decoder="opencv"))
-        out["chain (opencv)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        clip = self.enc.sample(path)
-        out["decode only"] = time.perf_counter() - t
-        t = time.perf_counter()
-        self.enc.encode_clips(clip[None])
-        out["inference only"] = time.perf_counter() - t
+        for method, step in steps.items():
+            t, c = time.perf_counter(), _cpu()
+            step()
+            out[method] = (time.perf_counter() - t, _cpu() - c)
         return out
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 # ---------------------------------------------------------------------- peers
@@ -141,8 +148,9 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800) -> tuple[float, float]:
-    """(seconds of the peer's hash call, peak MB of its process tree) for one video."""
+def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800
+              ) -> tuple[tuple[float, float], float]:
+    """((wall, CPU) seconds of the peer's hash call, peak MB of its process tree), one video."""
     from benchmarks.retrieval.dataset import ffmpeg_exe
     from benchmarks.retrieval.peers import WORKER
 
@@ -163,37 +171,50 @@ def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800) -> tu
         err = proc.stderr.read() if proc.stderr else ""
         if proc.returncode != 0 or not opath.is_file():
             print(f"  {peer} failed on {path.name}: {err.strip().splitlines()[-1:]}")
-            return float("nan"), peak
-        return float(next(iter(json.loads(opath.read_text())["encode_s"].values()))), peak
+            return (float("nan"), float("nan")), peak
+        out = json.loads(opath.read_text())
+        wall = float(next(iter(out["encode_s"].values())))
+        cpu = float(next(iter(out.get("encode_cpu_s", {}).values()), float("nan")))
+        return (wall, cpu), peak
 
 
 # ---------------------------------------------------------------------- runs
 
-def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> dict[str, dict[str, float]]:
-    """{video label: {method: median seconds}}, every method timed once per round in turn."""
+Result = dict[str, dict[str, tuple[float, float]]]  # video -> method -> (wall, CPU) medians
+
+
+PEAK_MB: dict[tuple[str, str], float] = {}  # (peer, video label) -> peak MB of its process tree
+
+
+def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> Result:
+    """Every method timed once per video per round, in turn; medians over the rounds."""
     chain = Chain()
-    times: dict[str, dict[str, list[float]]] = {label: {} for label, _ in videos}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {label: {} for label, _ in videos}
     for r in range(rounds):
         for label, path in videos:
             for method, s in chain.time(path).items():
                 times[label].setdefault(method, []).append(s)
             for peer, python in peers.items():
-                s, _ = time_peer(peer, python, path)
+                s, peak = time_peer(peer, python, path)
                 times[label].setdefault(peer, []).append(s)
-            row = {m: round(v[-1], 3) for m, v in times[label].items()}
-            print(f"  round {r + 1} {label}: {row}", flush=True)
-    return {label: {m: statistics.median(v) for m, v in ms.items()} for label, ms in times.items()}
+                PEAK_MB[peer, label] = max(peak, PEAK_MB.get((peer, label), 0.0))
+            row = {m: tuple(round(x, 3) for x in v[-1]) for m, v in times[label].items()}
+            print(f"  round {r + 1} {label} (wall, cpu): {row}", flush=True)
+    return {label: {m: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+                    for m, v in ms.items()} for label, ms in times.items()}
 
 
-def print_table(title: str, result: dict[str, dict[str, float]], peers: list[str]) -> None:
+def print_table(title: str, result: Result, peers: list[str]) -> None:
     methods = ["chain (pyav)", "chain (opencv)", "decode only", "inference only", *peers]
-    print(f"\n== {title}: median seconds per video; ratio = peer / chain (pyav) ==")
-    print(f"{'video':24s} " + " ".join(f"{m:>15s}" for m in methods) + " " +
-          " ".join(f"{p + '/chain':>15s}" for p in peers))
-    for label, row in result.items():
-        cells = [f"{row.get(m, float('nan')):15.3f}" for m in methods]
-        ratios = [f"{row.get(p, float('nan')) / row['chain (pyav)']:15.2f}" for p in peers]
-        print(f"{label:24s} " + " ".join(cells) + " " + " ".join(ratios))
+    for k, kind in enumerate(("wall", "CPU")):
+        print(f"\n== {title}: median {kind} seconds per video; ratio = peer / chain (pyav) ==")
+        print(f"{'video':18s} " + " ".join(f"{m:>14s}" for m in methods) + " " +
+              " ".join(f"{p + '/chain':>15s}" for p in peers))
+        for label, row in result.items():
+            nan = (float("nan"), float("nan"))
+            cells = [f"{row.get(m, nan)[k]:14.3f}" for m in methods]
+            ratios = [f"{row.get(p, nan)[k] / row['chain (pyav)'][k]:15.2f}" for p in peers]
+            print(f"{label:18s} " + " ".join(cells) + " " + " ".join(ratios))
 
 
 def _chain_peak_child(path: str, decoder: str) -> None:
@@ -206,6 +227,7 @@ def _chain_peak_child(path: str, decoder: str) -> None:
     t = time.perf_counter()
     enc.encode(open_video(path, decoder=decoder))
     print(json.dumps({"before": base, "peak": _hwm_mb(), "seconds": time.perf_counter() - t}))
+
 
 
 def _hwm_mb() -> float:
@@ -225,8 +247,10 @@ def peak_memory(peers: dict[str, str]) -> None:
         print(f"chain ({decoder}): peak {m['peak']:.0f} MB (after warm-up {m['before']:.0f} MB), "
               f"{m['seconds']:.1f} s")
     for peer, python in peers.items():
-        s, peak = time_peer(peer, python, film)
-        print(f"{peer}: peak {peak:.0f} MB (worker + ffmpeg children), {s:.1f} s")
+        if (peer, "10 min 720p") not in PEAK_MB:
+            PEAK_MB[peer, "10 min 720p"] = time_peer(peer, python, film)[1]
+        print(f"{peer}: peak {PEAK_MB[peer, '10 min 720p']:.0f} MB (worker + ffmpeg children, "
+              "sampled every 20 ms)")
 
 
 def machine() -> str:
@@ -240,6 +264,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["short", "long", "memory"])
     parser.add_argument("--resolutions", nargs="*", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
+    parser.add_argument("--long", nargs="*", default=list(LONG_RESOLUTIONS), choices=list(RESOLUTIONS),
+                        help="resolutions of the 10-minute film (copies beyond 720p take long to make)")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
@@ -250,7 +276,7 @@ def main() -> None:
         videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in SHORT_STARTS]
         print_table("10-second clips", run(videos, args.rounds, peers), list(peers))
     if "long" not in args.skip:
-        videos = [(f"10 min {res}", long_film(res)) for res in LONG_RESOLUTIONS]
+        videos = [(f"10 min {res}", long_film(res)) for res in args.long]
         print_table("the 10-minute film", run(videos, 1, peers), list(peers))
     if "memory" not in args.skip:
         peak_memory(peers)

@@ -9,8 +9,15 @@
 Pipeline: T frames per video at segment centres (chain_sdk.video.sample_clip), cropped to the
 picture inside any black bars the clip has (letterbox, pillarbox; chain_sdk.video.borders) and
 resized on the host to the model's input size with INTER_AREA, as uint8 NHWC; colour conversion
-and normalisation are inside the graphs. Decoding runs in a thread pool (OpenCV releases the GIL)
-ahead of inference, so the backend is fed while the next videos decode.
+and normalisation are inside the graphs. Files are decoded by PyAV, which decodes only the
+packets the sampled frames depend on (chain_sdk/video/pyav.py; same frames, same codes as
+decoding everything with OpenCV). Decoding runs in a thread pool (PyAV and OpenCV release the
+GIL) ahead of inference in `encode_batch`, and in a thread ahead of inference in `stream`.
+
+Partly decodable videos (truncated, corrupt, a network stream that stalled past
+`chain_sdk.video.source.STREAM_TIMEOUT_S`) are hashed from the frames that decode, with a
+`PartialVideoWarning` from `encode` and `encode_batch` and an entry in `BatchResult.warnings`;
+`Encoder(strict=True)` makes them errors (`PartialVideoError`, a failure in batch results).
 
 Graphs: "split" runs backbone.onnx on frame chunks then temporal.onnx on [B, T, D] (frames of
 several videos share one backbone batch, chunk size independent of T); "fused" runs chain.onnx
@@ -65,15 +72,25 @@ class Warned(NamedTuple):
     warning: PartialVideoWarning
 
 
-class BatchResult(NamedTuple):
-    """`encode_batch(..., on_error="collect")`: codes of the videos that worked, their input
-    positions, what failed, and which codes come from partly decodable videos (`warnings`:
-    their input positions are also in `indices`)."""
-
+class _Batch(NamedTuple):
     codes: np.ndarray  # uint8 [M, bits/8]
     indices: np.ndarray  # int64 [M]
     failures: list[Failure]
-    warnings: list[Warned] = []
+
+
+class BatchResult(_Batch):
+    """`encode_batch(..., on_error="collect")`: codes of the videos that worked, their input
+    positions and what failed (`codes, indices, failures = result`), and as an attribute
+    `warnings`, the partly decodable videos among those that worked (their input positions are
+    also in `indices`)."""
+
+    warnings: list[Warned]
+
+    def __new__(cls, codes: np.ndarray, indices: np.ndarray, failures: list[Failure],
+                warnings: list[Warned] | None = None) -> "BatchResult":
+        self = super().__new__(cls, codes, indices, failures)
+        self.warnings = list(warnings or [])
+        return self
 
 
 def describe(video: Any) -> str:

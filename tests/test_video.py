@@ -268,6 +268,24 @@ def test_faststart_mp4_truncated_midway_samples_what_decodes_and_warns(tmp_path,
         sample_clip(open_video(cut, decoder=decoder), 10, strict=True)
 
 
+def test_edit_list_hiding_frames_is_not_partial(tmp_path):
+    """A stream copy cut mid-GOP keeps the GOP's first packets behind an edit list: the
+    container counts them (109) but 102 are shown; that is a whole file, not a truncated one."""
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-ss", "3.3", "-i", str(data.path("bikes.mp4")),
+                    "-t", "4", "-c", "copy", str(cut)], check=True)
+    reference = decode_all(cut)
+    clips = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PartialVideoWarning)
+        for decoder in ("pyav", "opencv"):
+            with open_video(cut, decoder=decoder) as src:
+                clips.append(sample_clip(src, 25, strict=True))
+                assert src.frame_count == len(reference.frames) < 109
+    np.testing.assert_array_equal(clips[0].frames, clips[1].frames)
+    np.testing.assert_allclose(clips[0].timestamps, clips[1].timestamps)
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_whole_files_are_not_partial(name):
     with warnings.catch_warnings():

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from chain_sdk.errors import NoVideoStreamError, VideoDecodeError, VideoOpenError
+from chain_sdk.errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoOpenError
 from chain_sdk.video.source import DEFAULT_FPS, SeekMismatch, VideoSource
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ class _Packet(NamedTuple):
     pts: int
     key: bool
     shown: bool  # False: decoded for reference only (before an edit list's start)
+
+
+def count_frames(path: str) -> int | None:
+    """The frames a whole file shows, from its packets (None: unknown, truncated, or not
+    openable by FFmpeg)."""
+    try:
+        with PyAVSource(path, path) as src:
+            times = src.frame_times()
+    except VideoError:
+        return None
+    return len(times) if times is not None else None
 
 
 class _Range(NamedTuple):
@@ -168,8 +179,9 @@ class PyAVSource(VideoSource):
             pts = np.array([packets[i].pts for i in shown], dtype=np.int64)
             if len(np.unique(pts)) != len(pts):
                 return None
-            if self.frame_count and len(pts) < self.frame_count:
+            if self.frame_count and len(packets) < self.frame_count:
                 return None  # truncated: only decoding tells which frames survive
+            self.frame_count = len(pts)  # exact; fewer than claimed when an edit list hides some
             self._packets = packets
             self._order = np.asarray(shown, dtype=np.int64)[np.argsort(pts, kind="stable")]
             self._origin = int(pts.min()) if len(pts) else None

@@ -15,6 +15,15 @@ stride of 572 frames: 26 seeks take about 2 s instead of about 16 s of grabbing.
 Seeking is verified frame by frame (the landing timestamp must be the wanted frame's): it is
 exact on indexed containers (MP4) but lands several frames off in MPEG program streams
 (cityCC0.mpg), and then sampling falls back to a sequential pass.
+
+Files opened with PyAV (the default, `chain_sdk.video.pyav`) skip all of this: their packets
+give every frame's time without decoding (`VideoSource.frame_times`), and only the packets the
+wanted frames depend on are decoded (`VideoSource.decode_at`), the same frames either way.
+
+Partial videos: when fewer frames decode than the container claims (beyond `CLAIM_SLACK`), or
+the decoder rejects packets, the clip is sampled from what decoded and `sample_clip` warns
+(`PartialVideoWarning`; `strict=True` raises `PartialVideoError`). `sample_video` returns the
+reason instead, for callers that report it themselves (the Encoder's batch results).
 """
 
 from __future__ import annotations

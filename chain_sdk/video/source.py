@@ -184,8 +184,10 @@ class CaptureSource(VideoSource):
         if not self.reopenable:
             return super().reopen()  # type: ignore[return-value]
         self.close()
-        return CaptureSource(self._target, self._api, self.description,
-                             reopenable=True, seekable=self.seekable, params=self._params)
+        again = CaptureSource(self._target, self._api, self.description,
+                              reopenable=True, seekable=self.seekable, params=self._params)
+        again.frame_count = self.frame_count  # the same file (the count may have been refined)
+        return again
 
     def close(self) -> None:
         cap = getattr(self, "_cap", None)
@@ -389,7 +391,7 @@ def _open_string(text: str, decoder: str) -> VideoSource:
     elif decoder == "pyav":
         raise UnsupportedVideoError(text, "decoder='pyav' needs PyAV: pip install av")
     try:
-        return CaptureSource(str(path), ffmpeg, text, reopenable=True, seekable=True)
+        capture = CaptureSource(str(path), ffmpeg, text, reopenable=True, seekable=True)
     except VideoOpenError:
         kinds = pyav.stream_kinds(str(path)) if pyav.available() else None
         if kinds is not None and "video" not in kinds:  # a valid media file, but no pictures
@@ -400,6 +402,9 @@ def _open_string(text: str, decoder: str) -> VideoSource:
                                    "truncated data (e.g. an MP4 whose index, the moov box, is "
                                    "missing)") from None
         raise
+    if pyav.available():  # OpenCV's count includes the frames an edit list hides: use the packets'
+        capture.frame_count = pyav.count_frames(str(path)) or capture.frame_count
+    return capture
 
 
 def _sniff_container(path: Path) -> str | None:
