@@ -286,6 +286,21 @@ def test_edit_list_hiding_frames_is_not_partial(tmp_path):
     np.testing.assert_allclose(clips[0].timestamps, clips[1].timestamps)
 
 
+def test_corrupt_bytes_inside_the_frames_are_partial(tmp_path):
+    """Random bytes over the middle third of bikes.mp4: the decoder conceals the damage
+    without an error, so the frames' corrupt flag has to tell (issue 13, item 7)."""
+    raw = bytearray(data.path("bikes.mp4").read_bytes())
+    rng = np.random.default_rng(0)
+    for offset in rng.integers(len(raw) // 3, 2 * len(raw) // 3, 40).tolist():
+        raw[offset:offset + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(raw))
+    with pytest.warns(PartialVideoWarning, match="damaged"):
+        sample_clip(bad, 25)
+    with pytest.raises(PartialVideoError, match="damaged"):
+        sample_clip(bad, 25, strict=True)
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_whole_files_are_not_partial(name):
     with warnings.catch_warnings():

@@ -14,6 +14,11 @@ pictures of an open GOP keep their references) up to its own packet, and
   raises `SeekMismatch`, and the sampler decodes sequentially instead;
 - uses the decoder's own threads (frame and slice threads, `thread_count=0`: all cores).
 
+Damage is counted, not hidden: packets the decoder rejects (`decode_errors`) and frames it
+decoded with concealed errors (`damaged_frames`, FFmpeg's corrupt-frame flag; in selective
+decoding, among the wanted frames and the frames they are predicted from) make the video
+partial (`chain_sdk.video.sampling.partial_reason`).
+
 Frames are converted to BGR by swscale exactly as OpenCV's FFmpeg backend does (BT.601
 coefficients, limited range, bicubic flags), so both decoders give the same pixels and codes.
 
@@ -114,7 +119,9 @@ class PyAVSource(VideoSource):
         self._frames: Iterator[Any] | None = None
         self._frame: Any = None
         self._packets_read = False
-        self.decode_errors = 0
+        self._times: np.ndarray | None = None
+        self.decode_errors = 0  # packets the decoder rejected
+        self.damaged_frames = 0  # frames decoded with concealed errors (AV_FRAME_FLAG_CORRUPT)
 
     # ------------------------------------------------------------- sequential cursor
 
@@ -123,7 +130,12 @@ class PyAVSource(VideoSource):
             if self._packets_read:
                 self._rewind()  # frame_times() read the packets to the end
             self._frames = self._decode_all()
-        self._frame = next(self._frames, None)
+        import av
+
+        try:
+            self._frame = next(self._frames, None)
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(self.description, f"FFmpeg failed after frame {self.index}: {exc}") from exc
         if self._frame is None:
             return False
         self.index += 1
@@ -135,9 +147,12 @@ class PyAVSource(VideoSource):
 
         for packet in self._container.demux(self._stream):
             try:
-                yield from packet.decode()
+                frames = packet.decode()
             except av.error.InvalidDataError:  # a corrupt packet: its frame is lost, go on
                 self.decode_errors += 1
+                continue
+            self.damaged_frames += sum(f.is_corrupt for f in frames)
+            yield from frames
 
     def retrieve(self) -> np.ndarray:
         if self._frame is None:
@@ -165,28 +180,35 @@ class PyAVSource(VideoSource):
 
     def frame_times(self) -> np.ndarray | None:
         """Presentation time (s, from the first frame) of every frame, from the packets alone;
-        None when packets lack timestamps or repeat them (then only decoding can tell)."""
-        if self._packets is None:
+        None when packets lack timestamps, repeat them, are corrupt or fewer than the container
+        claims (truncated): then only decoding can tell."""
+        if not self._packets_read:
             self._packets_read = True
-            packets: list[_Packet] = []
-            for p in self._container.demux(self._stream):
-                if p.size == 0:  # the demuxer's end-of-stream marker
-                    continue
+            self._times = self._index()
+        return self._times
+
+    def _index(self) -> np.ndarray | None:
+        import av
+
+        packets: list[_Packet] = []
+        try:
+            for p in self._demux():
                 if p.pts is None or p.is_corrupt:
                     return None
                 packets.append(_Packet(p.dts, p.pts, bool(p.is_keyframe), not p.is_discard))
-            shown = [i for i, p in enumerate(packets) if p.shown]
-            pts = np.array([packets[i].pts for i in shown], dtype=np.int64)
-            if len(np.unique(pts)) != len(pts):
-                return None
-            if self.frame_count and len(packets) < self.frame_count:
-                return None  # truncated: only decoding tells which frames survive
-            self.frame_count = len(pts)  # exact; fewer than claimed when an edit list hides some
-            self._packets = packets
-            self._order = np.asarray(shown, dtype=np.int64)[np.argsort(pts, kind="stable")]
-            self._origin = int(pts.min()) if len(pts) else None
-        pts = np.array([self._packets[i].pts for i in self._order], dtype=np.int64)
-        return (pts - (self._origin or 0)) * self._tb
+        except av.error.FFmpegError:
+            return None
+        shown = np.array([i for i, p in enumerate(packets) if p.shown], dtype=np.int64)
+        pts = np.array([packets[i].pts for i in shown], dtype=np.int64)
+        if len(pts) == 0 or len(np.unique(pts)) != len(pts):
+            return None
+        if self.frame_count and len(packets) < self.frame_count:
+            return None  # truncated: only decoding tells which frames survive
+        self.frame_count = len(pts)  # exact; fewer than claimed when an edit list hides some
+        self._packets = packets
+        self._order = shown[np.argsort(pts, kind="stable")]
+        self._origin = int(pts.min())
+        return (np.sort(pts) - self._origin) * self._tb
 
     def decode_at(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, BGR frame) for each wanted frame index (presentation order), range by range.
@@ -276,6 +298,7 @@ class PyAVSource(VideoSource):
 
         def keep(frames: Iterable[Any]) -> None:
             for frame in frames:
+                self.damaged_frames += frame.is_corrupt  # a wanted frame or one it refers to
                 if frame.pts in r.wanted and frame.pts not in found:
                     found[frame.pts] = to_bgr(frame)
 

@@ -254,6 +254,9 @@ def partial_reason(src: VideoSource, n: int) -> str | None:
     errors = getattr(src, "decode_errors", 0)
     if errors:
         reasons.append(f"{errors} packets could not be decoded (corrupt data)")
+    damaged = getattr(src, "damaged_frames", 0)
+    if damaged:
+        reasons.append(f"{damaged} decoded frames are damaged (the decoder concealed corrupt data)")
     return "; ".join(reasons) or None
 
 
@@ -359,7 +362,8 @@ def _sample_sequential(src: VideoSource, frames: int, fit: FrameFit, rng, claime
             first = src
             src = src.reopen()
             got, _ = _grab_pass(src, set(wanted.tolist()), fit, stop=int(wanted.max()) + 1)
-            src.decode_errors = getattr(first, "decode_errors", 0)  # type: ignore[attr-defined]
+            for count in ("decode_errors", "damaged_frames"):  # seen in the first pass
+                setattr(src, count, getattr(first, count, 0))
     return _Found(Frames(fit.clip([got[i] for i in wanted.tolist()]), ts[wanted]), n, src)
 
 
