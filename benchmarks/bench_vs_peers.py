@@ -132,6 +132,20 @@ def peer_pythons() -> dict[str, str]:
     return found
 
 
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                kids = [int(c) for c in (task / "children").read_text().split()]
+                out += kids
+                todo += kids
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
 def _tree_rss_mb(pid: int) -> float:
     """Summed RSS of a process and its descendants (ffmpeg children of the peers)."""
     total, todo = 0, [pid]
@@ -166,7 +180,12 @@ def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800
         while proc.poll() is None:
             peak = max(peak, _tree_rss_mb(proc.pid))
             if time.monotonic() - start > timeout_s:
+                print(f"  {peer} on {path.name}: stopped after {timeout_s:.0f} s (its ffmpeg children too)")
+                for child in _descendants(proc.pid):
+                    os.kill(child, 9)
                 proc.kill()
+                proc.wait()
+                return (float("inf"), float("inf")), peak
             time.sleep(0.02)
         err = proc.stderr.read() if proc.stderr else ""
         if proc.returncode != 0 or not opath.is_file():
@@ -186,6 +205,9 @@ Result = dict[str, dict[str, tuple[float, float]]]  # video -> method -> (wall, 
 PEAK_MB: dict[tuple[str, str], float] = {}  # (peer, video label) -> peak MB of its process tree
 
 
+PEER_TIMEOUT_S = 1800.0
+
+
 def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> Result:
     """Every method timed once per video per round, in turn; medians over the rounds."""
     chain = Chain()
@@ -195,7 +217,7 @@ def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> R
             for method, s in chain.time(path).items():
                 times[label].setdefault(method, []).append(s)
             for peer, python in peers.items():
-                s, peak = time_peer(peer, python, path)
+                s, peak = time_peer(peer, python, path, PEER_TIMEOUT_S)
                 times[label].setdefault(peer, []).append(s)
                 PEAK_MB[peer, label] = max(peak, PEAK_MB.get((peer, label), 0.0))
             row = {m: tuple(round(x, 3) for x in v[-1]) for m, v in times[label].items()}
@@ -248,7 +270,7 @@ def peak_memory(peers: dict[str, str]) -> None:
               f"{m['seconds']:.1f} s")
     for peer, python in peers.items():
         if (peer, "10 min 720p") not in PEAK_MB:
-            PEAK_MB[peer, "10 min 720p"] = time_peer(peer, python, film)[1]
+            PEAK_MB[peer, "10 min 720p"] = time_peer(peer, python, film, PEER_TIMEOUT_S)[1]
         print(f"{peer}: peak {PEAK_MB[peer, '10 min 720p']:.0f} MB (worker + ffmpeg children, "
               "sampled every 20 ms)")
 
@@ -266,14 +288,21 @@ def main() -> None:
     parser.add_argument("--resolutions", nargs="*", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
     parser.add_argument("--long", nargs="*", default=list(LONG_RESOLUTIONS), choices=list(RESOLUTIONS),
                         help="resolutions of the 10-minute film (copies beyond 720p take long to make)")
+    parser.add_argument("--starts", nargs="*", type=int, default=list(SHORT_STARTS),
+                        help="film seconds where the 10-second clips start")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
+                        help="wall seconds after which a peer's hash of one video is stopped (reported as inf)")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
         return _chain_peak_child(*args.peak_child)
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f}")
-    peers = peer_pythons()
+    global PEER_TIMEOUT_S
+    PEER_TIMEOUT_S = args.peer_timeout
+    peers = {p: python for p, python in peer_pythons().items() if p in args.peers}
     if "short" not in args.skip:
-        videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in SHORT_STARTS]
+        videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in args.starts]
         print_table("10-second clips", run(videos, args.rounds, peers), list(peers))
     if "long" not in args.skip:
         videos = [(f"10 min {res}", long_film(res)) for res in args.long]
