@@ -206,20 +206,24 @@ PEAK_MB: dict[tuple[str, str], float] = {}  # (peer, video label) -> peak MB of 
 
 
 PEER_TIMEOUT_S = 1800.0
+WITH_CHAIN = True
 
 
 def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> Result:
     """Every method timed once per video per round, in turn; medians over the rounds."""
-    chain = Chain()
+    chain = Chain() if WITH_CHAIN else None
     times: dict[str, dict[str, list[tuple[float, float]]]] = {label: {} for label, _ in videos}
     for r in range(rounds):
         for label, path in videos:
-            for method, s in chain.time(path).items():
-                times[label].setdefault(method, []).append(s)
+            if chain is not None:
+                for method, s in chain.time(path).items():
+                    times[label].setdefault(method, []).append(s)
+                    print(f"    {label} {method}: wall {s[0]:.3f} s, cpu {s[1]:.3f} s", flush=True)
             for peer, python in peers.items():
                 s, peak = time_peer(peer, python, path, PEER_TIMEOUT_S)
                 times[label].setdefault(peer, []).append(s)
                 PEAK_MB[peer, label] = max(peak, PEAK_MB.get((peer, label), 0.0))
+                print(f"    {label} {peer}: wall {s[0]:.3f} s, cpu {s[1]:.3f} s, peak {peak:.0f} MB", flush=True)
             row = {m: tuple(round(x, 3) for x in v[-1]) for m, v in times[label].items()}
             print(f"  round {r + 1} {label} (wall, cpu): {row}", flush=True)
     return {label: {m: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
@@ -235,7 +239,8 @@ def print_table(title: str, result: Result, peers: list[str]) -> None:
         for label, row in result.items():
             nan = (float("nan"), float("nan"))
             cells = [f"{row.get(m, nan)[k]:14.3f}" for m in methods]
-            ratios = [f"{row.get(p, nan)[k] / row['chain (pyav)'][k]:15.2f}" for p in peers]
+            chain = row.get("chain (pyav)", nan)[k]
+            ratios = [f"{row.get(p, nan)[k] / chain:15.2f}" for p in peers]
             print(f"{label:18s} " + " ".join(cells) + " " + " ".join(ratios))
 
 
@@ -282,6 +287,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    global PEER_TIMEOUT_S, WITH_CHAIN
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["short", "long", "memory"])
@@ -291,6 +297,8 @@ def main() -> None:
     parser.add_argument("--starts", nargs="*", type=int, default=list(SHORT_STARTS),
                         help="film seconds where the 10-second clips start")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--no-chain", action="store_true",
+                        help="time only the peers (e.g. to run the slow ones in parallel processes)")
     parser.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
                         help="wall seconds after which a peer's hash of one video is stopped (reported as inf)")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
@@ -298,8 +306,7 @@ def main() -> None:
     if args.peak_child:
         return _chain_peak_child(*args.peak_child)
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f}")
-    global PEER_TIMEOUT_S
-    PEER_TIMEOUT_S = args.peer_timeout
+    PEER_TIMEOUT_S, WITH_CHAIN = args.peer_timeout, not args.no_chain
     peers = {p: python for p, python in peer_pythons().items() if p in args.peers}
     if "short" not in args.skip:
         videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in args.starts]
