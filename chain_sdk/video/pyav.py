@@ -105,10 +105,7 @@ class PyAVSource(VideoSource):
             kinds = sorted({s.type for s in self._container.streams})
             self.close()
             raise NoVideoStreamError(description, f"no video stream (has {', '.join(kinds) or 'no streams'})")
-        self._stream = self._container.streams.video[0]
-        ctx = self._stream.codec_context
-        ctx.thread_type = "AUTO"
-        ctx.thread_count = threads
+        self._stream = self._video_stream()
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate and 0 < float(rate) < 1000 else None
         self.frame_count = int(self._stream.frames) or None
@@ -331,9 +328,14 @@ class PyAVSource(VideoSource):
 
         self._container.close()
         self._container = av.open(self._path, metadata_errors="ignore")
-        self._stream = self._container.streams.video[0]
-        self._stream.codec_context.thread_type = "AUTO"
-        self._stream.codec_context.thread_count = self._threads
+        self._stream = self._video_stream()
+
+    def _video_stream(self) -> Any:
+        """The first video stream, set to decode with FFmpeg's frame and slice threads."""
+        stream = self._container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = self._threads
+        return stream
 
 
 def to_bgr(frame: Any) -> np.ndarray:
