@@ -174,8 +174,11 @@ def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800
                     "cache_dir": str(Path(tmp) / "cache"), "ffmpeg": ffmpeg_exe()}
         mpath, opath = Path(tmp) / "manifest.json", Path(tmp) / "out.json"
         mpath.write_text(json.dumps(manifest))
+        # stderr to a file, not a pipe: the peers' ffmpeg children inherit it, and a pipe nobody
+        # reads until the end fills up on a long film and blocks ffmpeg (seen with tmkpy)
+        errfile = open(Path(tmp) / "stderr.txt", "w+")
         proc = subprocess.Popen([python, str(WORKER), str(mpath), str(opath)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=errfile, text=True)
         peak, start = 0.0, time.monotonic()
         while proc.poll() is None:
             peak = max(peak, _tree_rss_mb(proc.pid))
@@ -185,9 +188,12 @@ def time_peer(peer: str, python: str, path: Path, timeout_s: float = 1800
                     os.kill(child, 9)
                 proc.kill()
                 proc.wait()
+                errfile.close()
                 return (float("inf"), float("inf")), peak
             time.sleep(0.02)
-        err = proc.stderr.read() if proc.stderr else ""
+        errfile.seek(0)
+        err = errfile.read()
+        errfile.close()
         if proc.returncode != 0 or not opath.is_file():
             print(f"  {peer} failed on {path.name}: {err.strip().splitlines()[-1:]}")
             return (float("nan"), float("nan")), peak
