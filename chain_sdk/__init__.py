@@ -34,6 +34,9 @@ from chain_sdk.errors import (
     IndexFormatError,
     ModelError,
     ModelMismatchError,
+    NoVideoStreamError,
+    PartialVideoError,
+    PartialVideoWarning,
     UnsupportedVideoError,
     VideoDecodeError,
     VideoError,
@@ -84,6 +87,7 @@ __all__ = [
     "read_frames", "sample_clip", "create_backend", "HashCode", "from_bitstring", "from_hex",
     "hamming_distance", "pack_bits", "to_bitstring", "to_hex", "unpack_bits",
     "BackendUnavailableError", "ChainSDKError", "CheckpointError", "EmptyVideoError", "EngineError",
-    "IndexFormatError", "ModelError", "ModelMismatchError", "UnsupportedVideoError",
+    "IndexFormatError", "ModelError", "ModelMismatchError", "NoVideoStreamError",
+    "PartialVideoError", "PartialVideoWarning", "UnsupportedVideoError",
     "VideoDecodeError", "VideoError", "VideoOpenError",
 ]

@@ -9,8 +9,15 @@
 Pipeline: T frames per video at segment centres (chain_sdk.video.sample_clip), cropped to the
 picture inside any black bars the clip has (letterbox, pillarbox; chain_sdk.video.borders) and
 resized on the host to the model's input size with INTER_AREA, as uint8 NHWC; colour conversion
-and normalisation are inside the graphs. Decoding runs in a thread pool (OpenCV releases the GIL)
-ahead of inference, so the backend is fed while the next videos decode.
+and normalisation are inside the graphs. Files are decoded by PyAV, which decodes only the
+packets the sampled frames depend on (chain_sdk/video/pyav.py; same frames, same codes as
+decoding everything with OpenCV). Decoding runs in a thread pool (PyAV and OpenCV release the
+GIL) ahead of inference in `encode_batch`, and in a thread ahead of inference in `stream`.
+
+Partly decodable videos (truncated, corrupt, a network stream that stalled past
+`chain_sdk.video.source.STREAM_TIMEOUT_S`) are hashed from the frames that decode, with a
+`PartialVideoWarning` from `encode` and `encode_batch` and an entry in `BatchResult.warnings`;
+`Encoder(strict=True)` makes them errors (`PartialVideoError`, a failure in batch results).
 
 Graphs: "split" runs backbone.onnx on frame chunks then temporal.onnx on [B, T, D] (frames of
 several videos share one backbone batch, chunk size independent of T); "fused" runs chain.onnx
@@ -24,23 +31,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import warnings
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Full, Queue
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_dir
-from chain_sdk.errors import ChainSDKError, ModelMismatchError
+from chain_sdk.errors import ChainSDKError, ModelMismatchError, PartialVideoError, PartialVideoWarning
 from chain_sdk.models import resolve_model
-from chain_sdk.video import sample_clip, sample_windows
+from chain_sdk.video import sample_video, sample_windows
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("collect", "raise")
 FRAME_CHUNK = 64  # backbone batch in split mode: bounds activation memory whatever B * T is
+STREAM_AHEAD = 2  # windows `stream` decodes ahead of inference
 
 
 class Segment(NamedTuple):
@@ -57,13 +67,30 @@ class Failure(NamedTuple):
     error: BaseException
 
 
-class BatchResult(NamedTuple):
-    """What `encode_batch` returns: codes of the videos that worked, their input positions, and
-    what failed (empty when everything worked)."""
+class Warned(NamedTuple):
+    index: int  # type: ignore[assignment]  # position in the input sequence
+    source: str
+    warning: PartialVideoWarning
 
+
+class _Batch(NamedTuple):
     codes: np.ndarray  # uint8 [M, bits/8]
     indices: np.ndarray  # int64 [M]
     failures: list[Failure]
+
+
+class BatchResult(_Batch):
+    """What `encode_batch` returns: codes of the videos that worked, their input positions and
+    what failed (`codes, indices, failures = result`), and as an attribute `warnings`, the partly
+    decodable videos among those that worked (their input positions are also in `indices`)."""
+
+    warnings: list[Warned]
+
+    def __new__(cls, codes: np.ndarray, indices: np.ndarray, failures: list[Failure],
+                warnings: list[Warned] | None = None) -> "BatchResult":
+        self = super().__new__(cls, codes, indices, failures)
+        self.warnings = list(warnings or [])
+        return self
 
 
 def describe(video: Any) -> str:
@@ -85,12 +112,16 @@ class Encoder:
     decode_workers: decoder threads for encode_batch (default: min(4, cores)).
     crop_borders: crop black bars shared by all frames of a clip before resizing, so a
         letterboxed or pillarboxed copy hashes like its original (off: the whole frame).
+    strict: a video that decodes only partly (truncated or corrupt file, a stream that stalled
+        until the decoder's read timeout) raises `PartialVideoError` instead of being hashed
+        from the frames that did decode with a `PartialVideoWarning` (see `encode`).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto",
                  device: str | None = None, batch_size: int = 16, frames: int | None = None,
                  threads: int | None = None, graphs: str = "auto",
-                 decode_workers: int | None = None, crop_borders: bool = True) -> None:
+                 decode_workers: int | None = None, crop_borders: bool = True,
+                 strict: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_dir = resolve_model(model)
@@ -102,6 +133,7 @@ class Encoder:
         self.bits, self.batch_size = c.bits, batch_size
         self.input_size = (c.input_width, c.input_height)  # (W, H), cv2.resize order
         self.crop_borders = crop_borders
+        self.strict = strict
         self.mode = self._choose_graphs(graphs)
         from chain_sdk.backends import create_backend
 
@@ -159,8 +191,20 @@ class Encoder:
 
     def sample(self, video: Any) -> np.ndarray:
         """The clip the model sees: uint8 [T, H, W, 3] BGR at the model's input size."""
-        return sample_clip(video, self.frames, resize=self.input_size,
-                           crop_borders=self.crop_borders).frames
+        clip, partial = self._sample(video)
+        if partial:
+            warnings.warn(partial, stacklevel=2)
+        return clip
+
+    def _sample(self, video: Any) -> tuple[np.ndarray, PartialVideoWarning | None]:
+        """The clip, and the warning for a partly decodable video (raised when strict)."""
+        found = sample_video(video, self.frames, resize=self.input_size,
+                             crop_borders=self.crop_borders)
+        if found.partial is None:
+            return found.clip.frames, None
+        if self.strict:
+            raise PartialVideoError(describe(video), found.partial)
+        return found.clip.frames, PartialVideoWarning(describe(video), found.partial)
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size)."""
@@ -182,8 +226,16 @@ class Encoder:
         return self._backends["temporal"].run({"features": features.reshape(b, t, -1)})
 
     def encode(self, video: Any) -> np.ndarray:
-        """Code of one video (anything `chain_sdk.video.open_video` takes): uint8 [bits/8]."""
-        return self.encode_clips(self.sample(video)[None])[0]
+        """Code of one video (anything `chain_sdk.video.open_video` takes): uint8 [bits/8].
+
+        A video that decodes only partly is hashed from the frames that did decode, with a
+        `PartialVideoWarning` (catch it with `warnings.catch_warnings(record=True)`, or turn it
+        into an error with `warnings.simplefilter("error", PartialVideoWarning)`), unless the
+        encoder is `strict`: then `PartialVideoError` is raised."""
+        clip, partial = self._sample(video)
+        if partial:
+            warnings.warn(partial, stacklevel=2)
+        return self.encode_clips(clip[None])[0]
 
     # ------------------------------------------------------------------ batches
 
@@ -192,8 +244,10 @@ class Encoder:
         """Codes of many videos, in input order, decoding ahead of inference.
 
         Always returns a BatchResult: the codes uint8 [M, bits/8] of the videos that worked,
-        their input positions, and the failures (index, source, typed error), so a bad file
-        never sinks the batch. on_error="raise" raises the first failure instead (pending
+        their input positions, the failures (index, source, typed error), so a bad file never
+        sinks the batch, and as `warnings` the partly decodable videos among those that worked
+        (index, source, PartialVideoWarning; each also issues its warning, and with `strict` it
+        is a failure instead). on_error="raise" raises the first failure instead (pending
         decodes are cancelled). ("skip", the old name of "collect", still works.)
         """
         if on_error == "skip":
@@ -208,6 +262,7 @@ class Encoder:
         codes: list[np.ndarray] = []
         indices: list[int] = []
         failures: list[Failure] = []
+        warned: list[Warned] = []
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="chain-decode") as pool, \
                 tqdm(total=len(items), unit="video", disable=not progress, desc="encode") as bar:
             batch: list[tuple[int, np.ndarray]] = []
@@ -219,12 +274,16 @@ class Encoder:
                     failures.append(Failure(index, describe(video), result))
                     bar.update(1)
                 else:
-                    batch.append((index, result))
+                    clip, partial = result
+                    if partial:
+                        warnings.warn(partial, stacklevel=2)
+                        warned.append(Warned(index, describe(video), partial))
+                    batch.append((index, clip))
                 if len(batch) == self.batch_size:
                     self._flush(batch, codes, indices, bar)
             self._flush(batch, codes, indices, bar)
         stacked = np.stack(codes) if codes else np.zeros((0, self.bits // 8), np.uint8)
-        return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures)
+        return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures, warned)
 
     def _decoded(self, pool: ThreadPoolExecutor, items: list[Any]) -> Iterator[tuple[int, Any, Any]]:
         """(index, video, clip or exception) in input order, keeping 2 batches decoding ahead."""
@@ -234,7 +293,7 @@ class Encoder:
         try:
             while True:
                 while len(pending) < ahead and (nxt := next(todo, None)) is not None:
-                    pending.append((nxt[0], nxt[1], pool.submit(self.sample, nxt[1])))
+                    pending.append((nxt[0], nxt[1], pool.submit(self._sample, nxt[1])))
                 if not pending:
                     return
                 index, video, future = pending.popleft()
@@ -271,10 +330,13 @@ class Encoder:
         (frames are recognised by content, so a bar crop that differs between windows is
         honoured): with hop a multiple of window / T, every frame is shared and the backbone runs
         at T / window frames per second of stream instead of T / hop.
+        Decoding runs in a thread ahead of inference (up to `STREAM_AHEAD` finished windows), so
+        the backend works while the next window decodes.
         """
         shared: OrderedDict[bytes, np.ndarray] | None = OrderedDict() if self.mode == "split" else None
-        for clip in sample_windows(source, self.frames, window, hop, resize=self.input_size,
-                                   crop_borders=self.crop_borders):
+        windows = sample_windows(source, self.frames, window, hop, resize=self.input_size,
+                                 crop_borders=self.crop_borders)
+        for clip in _prefetch(windows, STREAM_AHEAD):
             if shared is None:
                 code = self.encode_clips(clip.frames[None])[0]
             else:
@@ -301,3 +363,45 @@ class Encoder:
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.model_dir)!r}, bits={self.bits}, frames={self.frames}, {self.mode})"
+
+
+def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` produced in a daemon thread up to `depth` ahead, exceptions re-raised here in
+    order. Closing this generator makes the producer stop (and close `items`) at its next item."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer
+            put((end, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="chain-stream-decode", daemon=True).start()
+    try:
+        while True:
+            item, exc = queue.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()

@@ -36,6 +36,25 @@ class UnsupportedVideoError(VideoError):
     """The input kind, codec or frame layout is not supported."""
 
 
+class NoVideoStreamError(UnsupportedVideoError):
+    """The file is a valid media file without a video stream (e.g. audio only)."""
+
+
+class PartialVideoError(VideoDecodeError):
+    """Only part of the video decoded (truncated, corrupt or stalled); raised with `strict=True`
+    instead of the `PartialVideoWarning` that is issued otherwise."""
+
+
+class PartialVideoWarning(UserWarning):
+    """Only part of a video decoded (truncated file, corrupt packets, a stream that stalled):
+    the code was computed from the frames that did decode. `strict=True` makes it an error."""
+
+    def __init__(self, source: object, reason: str) -> None:
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
 class ModelError(ChainSDKError):
     """A model, checkpoint or engine is missing, malformed or incompatible."""
 

@@ -21,10 +21,12 @@ from chain_sdk.errors import (
     EmptyVideoError,
     ModelError,
     ModelMismatchError,
+    PartialVideoError,
+    PartialVideoWarning,
     UnsupportedVideoError,
     VideoOpenError,
 )
-from chain_sdk.video import read_frames
+from chain_sdk.video import open_video, read_frames
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -250,3 +252,75 @@ def test_default_model_hashes_luma_so_greyscale_copies_keep_their_code():
     frames = read_frames(data.path("carphone.mp4")).frames
     grey = np.stack([cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in frames])
     assert hamming_distance(enc.encode(frames), enc.encode(grey)) <= 1
+
+
+# ---------------------------------------------------------------- decoders and partial videos
+
+def test_pyav_and_opencv_decoders_give_the_same_codes(encoder):
+    """PyAV's selective decoding (the default for files) must not change a single code."""
+    for name in data.SMALL_CLIPS:
+        path = data.path(name)
+        reference = encoder.encode(open_video(path, decoder="opencv"))
+        np.testing.assert_array_equal(encoder.encode(open_video(path, decoder="pyav")), reference,
+                                      err_msg=name)
+        np.testing.assert_array_equal(encoder.encode(path), reference, err_msg=name)
+
+
+@pytest.fixture()
+def cut_at_ten_percent(tmp_path):
+    """bikes.mp4 with its index moved up front (faststart), cut at 10 % of its bytes: the
+    header still claims all 250 frames."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    fast = tmp_path / "faststart.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(data.path("bikes.mp4")), "-c", "copy",
+                    "-movflags", "+faststart", str(fast)], check=True)
+    raw = fast.read_bytes()
+    cut = tmp_path / "cut10.mp4"
+    cut.write_bytes(raw[: len(raw) // 10])
+    return cut
+
+
+def test_partial_video_warns_in_encode_and_raises_when_strict(model_dir, encoder, cut_at_ten_percent):
+    """Issue 13, item 7: a file cut at 10 % came back as a code, silently."""
+    with pytest.warns(PartialVideoWarning, match="claims 250 frames but only"):
+        code = encoder.encode(cut_at_ten_percent)
+    assert code.shape == (8,)
+    strict = Encoder(model_dir, backend="onnxruntime", strict=True)
+    with pytest.raises(PartialVideoError, match="cut10.mp4"):
+        strict.encode(cut_at_ten_percent)
+
+
+def test_partial_video_is_reported_in_batch_results(model_dir, encoder, cut_at_ten_percent):
+    videos = [data.path("carphone.mp4"), cut_at_ten_percent, -1]
+    with pytest.warns(PartialVideoWarning):
+        result = encoder.encode_batch(videos, on_error="collect", progress=False)
+    assert result.indices.tolist() == [0, 1]
+    assert [(w.index, type(w.warning)) for w in result.warnings] == [(1, PartialVideoWarning)]
+    assert [(f.index, type(f.error)) for f in result.failures] == [(2, UnsupportedVideoError)]
+    strict = Encoder(model_dir, backend="onnxruntime", strict=True)
+    result = strict.encode_batch(videos, on_error="collect", progress=False)
+    assert result.indices.tolist() == [0] and result.warnings == []
+    assert {f.index: type(f.error) for f in result.failures} == {1: PartialVideoError, 2: UnsupportedVideoError}
+
+
+def test_camera_index_minus_one_fails_one_item_not_the_batch(encoder):
+    """Issue 13, item 4: encode(-1) segfaulted, killing a whole encode_batch."""
+    result = encoder.encode_batch([-1, data.path("carphone.mp4")], on_error="collect", progress=False)
+    assert result.indices.tolist() == [1]
+    assert isinstance(result.failures[0].error, UnsupportedVideoError)
+
+
+
+def test_stream_decodes_ahead_in_a_thread_and_stops_when_closed(encoder, tmp_path):
+    import threading
+
+    with pytest.raises(VideoOpenError, match="no such file"):  # raised in the decoder thread
+        next(encoder.stream(tmp_path / "missing.mp4"))
+    segments = encoder.stream(data.path("bikes.mp4"), window=2, hop=1)
+    first = next(segments)
+    assert first.start == 0.0 and first.code.shape == (8,)
+    segments.close()
+    for t in threading.enumerate():
+        if t.name == "chain-stream-decode":
+            t.join(timeout=10)
+    assert not any(t.name == "chain-stream-decode" for t in threading.enumerate())

@@ -3,19 +3,27 @@ tests write with OpenCV's writer and the static ffmpeg of imageio-ffmpeg)."""
 
 from __future__ import annotations
 
+import http.server
+import shutil
 import subprocess
+import sys
+import threading
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain_sdk import data
 from chain_sdk.errors import (
     EmptyVideoError,
+    NoVideoStreamError,
+    PartialVideoError,
+    PartialVideoWarning,
     UnsupportedVideoError,
     VideoDecodeError,
     VideoError,
@@ -29,7 +37,7 @@ from chain_sdk.video import (
     sample_clip,
     segment_indices,
 )
-from chain_sdk.video import sampling
+from chain_sdk.video import sampling, source
 
 SMALL = ["bigbuckbunny.mp4", "bikes.mp4", "carphone.mp4", "cityCC0.mpg"]
 
@@ -59,7 +67,8 @@ def write_x264(path: Path, frames: np.ndarray, fps: float, *extra: str) -> Path:
 
 
 def decode_all(path) -> Frames:
-    return read_frames(path)
+    """The slow, obviously correct reference: OpenCV decodes every frame in order."""
+    return read_frames(open_video(path, decoder="opencv"))
 
 
 # ---------------------------------------------------------------- segment_indices
@@ -118,6 +127,34 @@ def test_rgb_arrays_are_converted_to_bgr():
 def test_camera_index_without_camera_is_a_clear_error():
     with pytest.raises(VideoOpenError, match="camera"):
         open_video(57)
+
+
+def test_negative_camera_index_is_an_error_not_a_crash():
+    """OpenCV's VideoCapture(-1) segfaults here (issue 13, item 4): refuse it before OpenCV."""
+    code = ("from chain_sdk.video import open_video\n"
+            "try:\n    open_video(-1)\nexcept Exception as e:\n    print(type(e).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "UnsupportedVideoError"
+
+
+def test_existing_path_with_an_exclamation_mark_is_a_file(tmp_path):
+    """Issue 13, item 5: 'a!b.mp4' was taken for a GStreamer pipeline."""
+    path = tmp_path / "take!2.mp4"
+    shutil.copy(data.path("carphone.mp4"), path)
+    for decoder in ("pyav", "opencv"):
+        clip = sample_clip(open_video(str(path), decoder=decoder), 5)
+        np.testing.assert_array_equal(clip.frames, sample_clip(data.path("carphone.mp4"), 5).frames)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    """Issue 13, item 10: an audio-only file was reported as corrupt."""
+    audio = tmp_path / "tone.m4a"
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:a", "aac", str(audio)], check=True)
+    for decoder in ("auto", "pyav", "opencv"):
+        with pytest.raises(NoVideoStreamError, match="no video stream .has audio"):
+            sample_clip(open_video(audio, decoder=decoder))
 
 
 def test_gstreamer_pipeline_without_gstreamer_is_a_clear_error():
@@ -215,32 +252,155 @@ def test_faststart_mp4_without_frame_data_is_a_decode_error(tmp_path):
         sample_clip(cut, 8)
 
 
-def test_faststart_mp4_truncated_midway_samples_what_decodes(tmp_path):
+@pytest.mark.parametrize("decoder", ["pyav", "opencv"])
+def test_faststart_mp4_truncated_midway_samples_what_decodes_and_warns(tmp_path, decoder):
     full = write_x264(tmp_path / "fast.mp4", numbered_frames(200), 25, "-movflags", "+faststart")
     raw = full.read_bytes()
     cut = tmp_path / "half.mp4"
     cut.write_bytes(raw[: len(raw) // 2])
-    decodable = decode_all(cut)
+    decodable = read_frames(open_video(cut, decoder=decoder))
     n = len(decodable.frames)
     assert 0 < n < 200
-    clip = sample_clip(cut, 10)
+    with pytest.warns(PartialVideoWarning, match=f"claims 200 frames but only {n} decoded"):
+        clip = sample_clip(open_video(cut, decoder=decoder), 10)
     np.testing.assert_array_equal(clip.frames, decodable.frames[segment_indices(n, 10)])
+    with pytest.raises(PartialVideoError, match="half.mp4"):
+        sample_clip(open_video(cut, decoder=decoder), 10, strict=True)
+
+
+def test_edit_list_hiding_frames_is_not_partial(tmp_path):
+    """A stream copy cut mid-GOP keeps the GOP's first packets behind an edit list: the
+    container counts them (109) but 102 are shown; that is a whole file, not a truncated one."""
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-ss", "3.3", "-i", str(data.path("bikes.mp4")),
+                    "-t", "4", "-c", "copy", str(cut)], check=True)
+    reference = decode_all(cut)
+    clips = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PartialVideoWarning)
+        for decoder in ("pyav", "opencv"):
+            with open_video(cut, decoder=decoder) as src:
+                clips.append(sample_clip(src, 25, strict=True))
+                assert src.frame_count == len(reference.frames) < 109
+    np.testing.assert_array_equal(clips[0].frames, clips[1].frames)
+    np.testing.assert_allclose(clips[0].timestamps, clips[1].timestamps)
+
+
+def test_corrupt_bytes_inside_the_frames_are_partial(tmp_path):
+    """Random bytes over the middle third of bikes.mp4: the decoder conceals the damage
+    without an error, so the frames' corrupt flag has to tell (issue 13, item 7)."""
+    raw = bytearray(data.path("bikes.mp4").read_bytes())
+    rng = np.random.default_rng(0)
+    for offset in rng.integers(len(raw) // 3, 2 * len(raw) // 3, 40).tolist():
+        raw[offset:offset + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(raw))
+    with pytest.warns(PartialVideoWarning, match="damaged"):
+        sample_clip(bad, 25)
+    with pytest.raises(PartialVideoError, match="damaged"):
+        sample_clip(bad, 25, strict=True)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_whole_files_are_not_partial(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PartialVideoWarning)
+        for decoder in ("pyav", "opencv"):
+            sample_clip(open_video(data.path(name), decoder=decoder), 25, strict=True)
+
+
+def test_stalled_http_stream_is_partial_not_silent(tmp_path, monkeypatch):
+    """A server that sends 40 % of a file and then stalls: after the read timeout the clip is
+    sampled from what arrived, with a PartialVideoWarning (issue 13, item 7: it was silent)."""
+    monkeypatch.setattr(source, "STREAM_TIMEOUT_S", 2.0)
+    full = write_x264(tmp_path / "fast.mp4", numbered_frames(200), 25, "-movflags", "+faststart")
+    body = full.read_bytes()
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: int(len(body) * 0.4)])
+            self.wfile.flush()
+            release.wait(30)  # stall; the client has to give up by itself
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/fast.mp4"
+        with pytest.warns(PartialVideoWarning, match="claims 200 frames"):
+            clip = sample_clip(url, 8)
+        assert len(clip.frames) == 8
+    finally:
+        release.set()
+        server.shutdown()
 
 
 # ---------------------------------------------------------------- sampling correctness
 
 @pytest.mark.parametrize("name", SMALL)
-@pytest.mark.parametrize("seek", [False, True])
-def test_sample_clip_equals_decode_all_then_index(name, seek, monkeypatch):
-    """Both strategies (sequential grab, verified seeking) give the frames at the centres;
-    cityCC0.mpg seeks inexactly, so its seek path must fall back and still be right."""
+@pytest.mark.parametrize("decoder,seek", [("opencv", False), ("opencv", True), ("pyav", False)])
+def test_sample_clip_equals_decode_all_then_index(name, decoder, seek, monkeypatch):
+    """Every strategy (OpenCV's sequential grab and verified seeking, PyAV's selective
+    decoding) gives the frames at the centres; cityCC0.mpg seeks inexactly, so its seek paths
+    must fall back and still be right."""
     if seek:
         monkeypatch.setattr(sampling, "SEEK_MIN_STRIDE", 1)
     everything = decode_all(data.path(name))
     want = segment_indices(len(everything.frames), 25)
-    clip = sample_clip(data.path(name), 25)
+    clip = sample_clip(open_video(data.path(name), decoder=decoder), 25)
     np.testing.assert_array_equal(clip.frames, everything.frames[want])
     np.testing.assert_allclose(clip.timestamps, everything.timestamps[want])
+
+
+# ---------------------------------------------------------------- selective decoding (PyAV)
+
+@pytest.fixture(scope="module")
+def selective_cases(tmp_path_factory):
+    """name -> (path, every frame decoded by OpenCV in order): B-frames with 6 GOPs (bikes),
+    MPEG-2 in a program stream whose seeks land elsewhere (cityCC0), and an open-GOP x264
+    re-encode whose leading B-frames reference the previous GOP."""
+    open_gop = tmp_path_factory.mktemp("gop") / "open_gop.mp4"
+    subprocess.run([ffmpeg(), "-y", "-loglevel", "error", "-i", str(data.path("bikes.mp4")),
+                    "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28",
+                    "-x264-params", "keyint=40:min-keyint=40:open-gop=1:bframes=3:b-pyramid=normal",
+                    "-an", str(open_gop)], check=True)
+    paths = {"bikes": data.path("bikes.mp4"), "cityCC0": data.path("cityCC0.mpg"), "open_gop": open_gop}
+    return {k: (p, decode_all(p)) for k, p in paths.items()}
+
+
+@pytest.mark.parametrize("case", ["bikes", "cityCC0", "open_gop"])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_decode_at_equals_decoding_everything(selective_cases, case, data):
+    path, everything = selective_cases[case]
+    n = len(everything.frames)
+    wanted = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=30), label="wanted")
+    with open_video(path, decoder="pyav") as src:
+        times = src.frame_times()
+        np.testing.assert_allclose(times, everything.timestamps, atol=1e-9)
+        got = dict(src.decode_at(wanted))
+    assert sorted(got) == sorted(set(wanted))
+    for i in set(wanted):
+        np.testing.assert_array_equal(got[i], everything.frames[i], err_msg=f"frame {i}")
+
+
+def test_selective_decoding_skips_frames_and_falls_back_when_a_seek_lies(selective_cases, caplog):
+    with open_video(data.path("bikes.mp4"), decoder="pyav") as src:
+        n = len(src.frame_times())
+        ranges = src._ranges(segment_indices(n, 5).tolist())
+        assert sum(r.stop - r.start + 1 for r in ranges) < n  # packets before a GOP's wanted frame only
+    caplog.set_level("INFO", logger="chain_sdk.video.pyav")
+    with open_video(data.path("cityCC0.mpg"), decoder="pyav") as src:
+        src.frame_times()
+        list(src.decode_at([5, 100, 180]))
+    assert "reading the packets from the start instead of seeking" in caplog.text
 
 
 def test_resize_uses_area_interpolation():
@@ -284,7 +444,8 @@ def test_header_claiming_more_frames_than_the_file_holds(tmp_path, monkeypatch, 
     real = decode_all(path)
     n = len(real.frames)
     assert n < 400 / 2
-    clip = sample_clip(path, 16)
+    with pytest.warns(PartialVideoWarning, match=f"claims 400 frames but only {n} decoded"):
+        clip = sample_clip(path, 16)
     np.testing.assert_array_equal(clip.frames, real.frames[segment_indices(n, 16)])
 
 

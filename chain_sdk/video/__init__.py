@@ -17,11 +17,13 @@ from chain_sdk.video.sampling import (
     SEEK_MIN_STRIDE,
     FrameFit,
     Frames,
+    Sampled,
     ShortVideoWarning,
     WindowClip,
     iter_frames,
     read_frames,
     sample_clip,
+    sample_video,
     sample_windows,
     segment_indices,
 )
@@ -30,12 +32,14 @@ from chain_sdk.video.source import (
     ArraySource,
     CaptureSource,
     IterableSource,
+    SeekMismatch,
     VideoSource,
     open_video,
 )
 
 __all__ = [
     "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
-    "IterableSource", "ShortVideoWarning", "VideoSource", "WindowClip", "content_box", "crop_borders",
-    "iter_frames", "open_video", "read_frames", "sample_clip", "sample_windows", "segment_indices",
+    "IterableSource", "Sampled", "SeekMismatch", "ShortVideoWarning", "VideoSource", "WindowClip",
+    "content_box", "crop_borders", "iter_frames", "open_video", "read_frames", "sample_clip",
+    "sample_video", "sample_windows", "segment_indices",
 ]

@@ -15,6 +15,15 @@ stride of 572 frames: 26 seeks take about 2 s instead of about 16 s of grabbing.
 Seeking is verified frame by frame (the landing timestamp must be the wanted frame's): it is
 exact on indexed containers (MP4) but lands several frames off in MPEG program streams
 (cityCC0.mpg), and then sampling falls back to a sequential pass.
+
+Files opened with PyAV (the default, `chain_sdk.video.pyav`) skip all of this: their packets
+give every frame's time without decoding (`VideoSource.frame_times`), and only the packets the
+wanted frames depend on are decoded (`VideoSource.decode_at`), the same frames either way.
+
+Partial videos: when fewer frames decode than the container claims (beyond `CLAIM_SLACK`), or
+the decoder rejects packets, the clip is sampled from what decoded and `sample_clip` warns
+(`PartialVideoWarning`; `strict=True` raises `PartialVideoError`). `sample_video` returns the
+reason instead, for callers that report it themselves (the Encoder's batch results).
 """
 
 from __future__ import annotations
@@ -28,15 +37,20 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from chain_sdk.errors import EmptyVideoError, VideoDecodeError
+from chain_sdk.errors import EmptyVideoError, PartialVideoError, PartialVideoWarning, VideoDecodeError
 from chain_sdk.video.borders import content_box, has_dark_edge
-from chain_sdk.video.source import VideoSource, open_video
+from chain_sdk.video.source import SeekMismatch, VideoSource, open_video
 
 log = logging.getLogger(__name__)
 
 SEEK_MIN_STRIDE = 96  # frames; see the module docstring for the measurement behind it
 # Sequential sampling of a stream of unknown length keeps at most this many bytes of frames.
 RESERVOIR_BYTES = 256 << 20
+# A video is partial when it decodes to fewer frames than its container claims by more than
+# this fraction and this many frames (container counts of intact files estimated from the
+# duration, as in MPEG program streams, can be a frame or two off).
+CLAIM_SLACK = 0.02
+CLAIM_SLACK_FRAMES = 2
 
 
 class Frames(NamedTuple):
@@ -137,9 +151,14 @@ class FrameFit:
         return sum(f.nbytes for f in kept) if isinstance(kept, tuple) else kept.nbytes
 
 
-class _Sampled(NamedTuple):
+class Sampled(NamedTuple):
+    """What `sample_video` found: the clip, the frames the video really has (as far as
+    sampling found out), and why the video is only partly decodable (None: it is whole)."""
+
     clip: Frames
-    n: int  # frames the video really has (as far as sampling found out)
+    n: int
+    partial: str | None = None
+
 
 
 def iter_frames(source: Any, fps: float | None = None) -> Any:
@@ -193,20 +212,37 @@ def _raise_empty(src: VideoSource) -> None:
 
 
 def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
-                rng: np.random.Generator | None = None, crop_borders: bool = False) -> Frames:
+                rng: np.random.Generator | None = None, crop_borders: bool = False,
+                strict: bool = False) -> Frames:
     """`frames` frames at segment centres (random within segments with `rng`), each resized to
     `resize=(W, H)` with INTER_AREA when given, after cropping the clip's black bars with
-    `crop_borders` (see `FrameFit`). Memory is bounded whatever the video length."""
+    `crop_borders` (see `FrameFit`). Memory is bounded whatever the video length.
+
+    A video that decodes only partly (truncated, corrupt packets, a stream that stalled) is
+    sampled from the frames that decode, with a `PartialVideoWarning`; `strict=True` raises
+    `PartialVideoError` instead."""
+    found = sample_video(source, frames, resize, rng, crop_borders)
+    description = getattr(source, "description", None) or str(source)
+    if found.partial:
+        if strict:
+            raise PartialVideoError(description, found.partial)
+        warnings.warn(PartialVideoWarning(description, found.partial), stacklevel=2)
+    if found.n < frames:
+        warnings.warn(f"{description}: only {found.n} frames for a {frames}-frame clip; "
+                      "repeating the nearest frames", ShortVideoWarning, stacklevel=2)
+    return found.clip
+
+
+def sample_video(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
+                 rng: np.random.Generator | None = None, crop_borders: bool = False) -> Sampled:
+    """`sample_clip` without warnings: the clip, the frame count and the partial-decode reason,
+    for callers that report them their own way (`Encoder.encode_batch`)."""
     src = open_video(source)
     try:
-        clip, n = _sample(src, frames, FrameFit(resize, crop_borders), rng)
+        return _sample(src, frames, FrameFit(resize, crop_borders), rng)
     finally:
         if src is not source:
             src.close()
-    if n < frames:
-        warnings.warn(f"{src.description}: only {n} frames for a {frames}-frame clip; "
-                      "repeating the nearest frames", ShortVideoWarning, stacklevel=2)
-    return clip
 
 
 class WindowClip(NamedTuple):
@@ -264,17 +300,52 @@ def sample_windows(source: Any, frames: int, window: float = 10.0, hop: float = 
         yield WindowClip(float(win["start"]), float(previous[1]), fit.clip(win["frames"]))
 
 
-def _sample(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:
+def partial_reason(src: VideoSource, n: int) -> str | None:
+    """Why `src` decoded only partly, or None: fewer frames than the container claims
+    (beyond `CLAIM_SLACK`), or packets the decoder rejected."""
+    reasons = []
+    claimed = src.frame_count
+    if claimed and n < claimed - max(CLAIM_SLACK_FRAMES, CLAIM_SLACK * claimed):
+        reasons.append(f"the container claims {claimed} frames but only {n} decoded "
+                       f"({100 * n / claimed:.0f} %): truncated, corrupt or stalled")
+    errors = getattr(src, "decode_errors", 0)
+    if errors:
+        reasons.append(f"{errors} packets could not be decoded (corrupt data)")
+    damaged = getattr(src, "damaged_frames", 0)
+    if damaged:
+        reasons.append(f"{damaged} decoded frames are damaged (the decoder concealed corrupt data)")
+    return "; ".join(reasons) or None
+
+
+def _sample(src: VideoSource, frames: int, fit: FrameFit, rng) -> Sampled:
+    found = _sample_any(src, frames, fit, rng)
+    return Sampled(found.clip, found.n, partial_reason(found.source, found.n))
+
+
+class _Found(NamedTuple):
+    clip: Frames
+    n: int
+    source: VideoSource  # the source that was read last (sampling may reopen)
+
+
+def _sample_any(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Found:
     if src.exact_seek and src.frame_count:
         wanted = segment_indices(src.frame_count, frames, rng)
-        return _Sampled(_sample_by_seeking(src, wanted, fit), src.frame_count)
+        return _Found(_sample_by_seeking(src, wanted, fit), src.frame_count, src)
+    times = src.frame_times()
+    if times is not None and len(times):
+        try:
+            return _Found(_sample_indexed(src, times, frames, fit, rng), len(times), src)
+        except SeekMismatch as exc:
+            log.info("%s: %s; sampling sequentially", src.description, exc)
+            src = src.reopen()
     claimed = src.frame_count
     if src.seekable and src.fps and claimed and claimed / frames >= SEEK_MIN_STRIDE:
         if _header_verified(src, claimed):
             wanted = segment_indices(claimed, frames, rng)
             try:
-                return _Sampled(_sample_by_seeking(src, wanted, fit, verify_fps=src.fps), claimed)
-            except _SeekMismatch as exc:
+                return _Found(_sample_by_seeking(src, wanted, fit, verify_fps=src.fps), claimed, src)
+            except SeekMismatch as exc:
                 log.info("%s: %s; sampling sequentially", src.description, exc)
         else:
             log.info("%s: header claims %d frames but does not hold up; counting by decoding",
@@ -285,8 +356,19 @@ def _sample(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:
     return _sample_reservoir(src, frames, fit, rng)
 
 
-class _SeekMismatch(Exception):
-    pass
+def _wanted(ts: np.ndarray, frames: int, rng) -> np.ndarray:
+    """Segment centres by index for constant frame rate (or random training samples), by time
+    for variable frame rate."""
+    n = len(ts)
+    return (segment_indices(n, frames, rng) if rng is not None or _is_uniform(ts)
+            else _time_centre_indices(ts, frames))
+
+
+def _sample_indexed(src: VideoSource, ts: np.ndarray, frames: int, fit: FrameFit, rng) -> Frames:
+    """Frame times known from the container: decode only the wanted frames."""
+    wanted = _wanted(ts, frames, rng)
+    got = {i: fit.frame(frame) for i, frame in src.decode_at(np.unique(wanted).tolist())}
+    return Frames(fit.clip([got[i] for i in wanted.tolist()]), ts[wanted])
 
 
 def _header_verified(src: VideoSource, claimed: int) -> bool:
@@ -308,9 +390,9 @@ def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, fit: FrameFit,
         if idx not in cache:
             src.seek(idx)
             if not src.grab():
-                raise _SeekMismatch(f"seek to frame {idx} failed")
+                raise SeekMismatch(f"seek to frame {idx} failed")
             if verify_fps and abs(src.timestamp - idx / verify_fps) > 0.5 / verify_fps:
-                raise _SeekMismatch(f"seek to frame {idx} landed at t={src.timestamp:.3f}s")
+                raise SeekMismatch(f"seek to frame {idx} landed at t={src.timestamp:.3f}s")
             cache = {idx: (fit.frame(src.retrieve()), src.timestamp)}  # keep only the last
         out.append(cache[idx][0])
         stamps.append(cache[idx][1])
@@ -318,7 +400,7 @@ def _sample_by_seeking(src: VideoSource, wanted: np.ndarray, fit: FrameFit,
 
 
 def _sample_sequential(src: VideoSource, frames: int, fit: FrameFit, rng, claimed: int | None
-                       ) -> _Sampled:
+                       ) -> _Found:
     """One grab() pass that retrieves the frames the claimed count asks for and records every
     timestamp; a second pass only when the count was wrong or the frame rate variable."""
     first_guess = segment_indices(claimed, frames, rng) if claimed else np.zeros(0, np.int64)
@@ -332,12 +414,14 @@ def _sample_sequential(src: VideoSource, frames: int, fit: FrameFit, rng, claime
         if claimed:
             log.info("%s: container claims %s frames, decoded %d%s", src.description, claimed, n,
                      "" if uniform else " (variable frame rate: sampling by time)")
-        wanted = (segment_indices(n, frames, rng) if uniform or rng is not None
-                  else _time_centre_indices(ts, frames))
+        wanted = _wanted(ts, frames, rng)
         if not set(wanted.tolist()) <= set(got):
+            first = src
             src = src.reopen()
             got, _ = _grab_pass(src, set(wanted.tolist()), fit, stop=int(wanted.max()) + 1)
-    return _Sampled(Frames(fit.clip([got[i] for i in wanted.tolist()]), ts[wanted]), n)
+            for count in ("decode_errors", "damaged_frames"):  # seen in the first pass
+                setattr(src, count, getattr(first, count, 0))
+    return _Found(Frames(fit.clip([got[i] for i in wanted.tolist()]), ts[wanted]), n, src)
 
 
 def _grab_pass(src: VideoSource, wanted: set[int], fit: FrameFit, stop: int | None = None
@@ -351,7 +435,7 @@ def _grab_pass(src: VideoSource, wanted: set[int], fit: FrameFit, stop: int | No
     return got, np.asarray(ts, dtype=np.float64)
 
 
-def _sample_reservoir(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:
+def _sample_reservoir(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Found:
     """One pass over a stream that cannot be read twice and whose length is unknown: keep every
     `stride`-th frame, doubling the stride whenever the kept frames exceed the memory budget,
     then take the kept frame nearest each wanted index (exact while the stream fits)."""
@@ -379,4 +463,4 @@ def _sample_reservoir(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sam
     nearest = keys[np.abs(keys[None, :] - wanted[:, None]).argmin(axis=1)]
     clip = Frames(fit.clip([kept[i][0] for i in nearest.tolist()]),
                   np.asarray([kept[i][1] for i in nearest.tolist()], dtype=np.float64))
-    return _Sampled(clip, n)
+    return _Found(clip, n, src)

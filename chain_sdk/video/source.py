@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from chain_sdk.errors import (
     EmptyVideoError,
+    NoVideoStreamError,
     UnsupportedVideoError,
     VideoDecodeError,
     VideoOpenError,
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 # Frames without a container rate (arrays, iterators) are timed at this rate unless told.
 DEFAULT_FPS = 25.0
+
+# How long a network stream may stall (at open and between reads) before it is taken as ended;
+# a file that ends early this way is a partial video (`PartialVideoWarning`, or an error when
+# strict). OpenCV's own default is also 30 s.
+STREAM_TIMEOUT_S = 30.0
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "udp", "tcp", "srt")
@@ -44,6 +50,10 @@ def _backend_available(name: str) -> bool:
         if line.strip().lower().startswith(name.lower() + ":"):
             return line.split(":", 1)[1].strip().upper().startswith("YES")
     return False
+
+
+class SeekMismatch(Exception):
+    """A seek or selective decode could not be verified: sampling decodes sequentially."""
 
 
 class VideoSource:
@@ -79,6 +89,16 @@ class VideoSource:
     def seek(self, index: int) -> bool:
         raise UnsupportedVideoError(self.description, "this source cannot seek")
 
+    def frame_times(self) -> np.ndarray | None:
+        """Presentation time (s) of every frame, known without decoding them (a container
+        index), or None: then sampling decodes to find out. With it, `decode_at` is used."""
+        return None
+
+    def decode_at(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of each wanted frame (indices into `frame_times()`), ascending,
+        decoding no more than needed. Raises `SeekMismatch` when it cannot be exact."""
+        raise NotImplementedError
+
     def reopen(self) -> "VideoSource":
         raise UnsupportedVideoError(self.description, "this source cannot be read twice")
 
@@ -105,13 +125,13 @@ class CaptureSource(VideoSource):
     """A `cv2.VideoCapture`: file, URL, GStreamer pipeline or camera."""
 
     def __init__(self, target: str | int, api: int, description: str, *, reopenable: bool,
-                 seekable: bool) -> None:
+                 seekable: bool, params: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.description = description
-        self._target, self._api = target, api
+        self._target, self._api, self._params = target, api, params
         self.reopenable, self.seekable = reopenable, seekable
         try:
-            self._cap = cv2.VideoCapture(target, api)
+            self._cap = cv2.VideoCapture(target, api, list(params))
         except cv2.error as exc:  # some backends raise instead of returning "not opened"
             raise VideoOpenError(description, f"OpenCV could not open it: {exc}") from exc
         if not self._cap.isOpened():
@@ -164,8 +184,10 @@ class CaptureSource(VideoSource):
         if not self.reopenable:
             return super().reopen()  # type: ignore[return-value]
         self.close()
-        return CaptureSource(self._target, self._api, self.description,
-                             reopenable=True, seekable=self.seekable)
+        again = CaptureSource(self._target, self._api, self.description,
+                              reopenable=True, seekable=self.seekable, params=self._params)
+        again.frame_count = self.frame_count  # the same file (the count may have been refined)
+        return again
 
     def close(self) -> None:
         cap = getattr(self, "_cap", None)
@@ -281,20 +303,32 @@ def _check_frames_array(frames: np.ndarray, description: str) -> None:
         raise UnsupportedVideoError(description, f"frames of zero size {frames.shape[1:3]}")
 
 
-def open_video(source: Any, *, fps: float | None = None, color: str = "BGR") -> VideoSource:
+DECODERS = ("auto", "pyav", "opencv")
+
+
+def open_video(source: Any, *, fps: float | None = None, color: str = "BGR",
+               decoder: str = "auto") -> VideoSource:
     """Open anything that is a video as a `VideoSource`.
 
     - `str` / `os.PathLike`: a file path; a URL (`http(s)://`, `rtsp://`, ...) opened with
-      FFmpeg; a string containing `!` is a GStreamer pipeline (needs an OpenCV built with
-      GStreamer, e.g. the distribution's python3-opencv; it should end in `appsink`).
-    - `int`: a camera index.
+      FFmpeg; a string containing `!` that is not an existing path is a GStreamer pipeline
+      (needs an OpenCV built with GStreamer, e.g. the distribution's python3-opencv; it should
+      end in `appsink`).
+    - `int`: a camera index (>= 0).
     - `numpy.ndarray` (T, H, W, 3) uint8, or an iterable/iterator of (H, W, 3) uint8 frames;
       BGR unless `color="RGB"`; timed at `fps` (default 25).
     - an existing `VideoSource` is returned as is.
 
+    Files are decoded with PyAV when it is installed (`decoder="auto"`: it decodes only the
+    frames sampling needs, see `chain_sdk.video.pyav`), else with OpenCV; `decoder="opencv"`
+    or `"pyav"` forces one. URLs, pipelines and cameras always go through OpenCV.
+
     Raises `VideoOpenError` (missing/unopenable), `EmptyVideoError` (zero-byte file, empty
-    array), `UnsupportedVideoError` (wrong array layout, unknown input kind, no GStreamer).
+    array), `NoVideoStreamError` (a media file without video, e.g. audio only),
+    `UnsupportedVideoError` (wrong array layout, unknown input kind, no GStreamer).
     """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     if isinstance(source, VideoSource):
         return source
     if isinstance(source, np.ndarray):
@@ -302,10 +336,9 @@ def open_video(source: Any, *, fps: float | None = None, color: str = "BGR") -> 
     if isinstance(source, bool):
         raise UnsupportedVideoError(repr(source), "a bool is not a video source")
     if isinstance(source, (int, np.integer)):
-        return CaptureSource(int(source), cv2.CAP_ANY, f"camera {int(source)}",
-                             reopenable=False, seekable=False)
+        return _open_camera(int(source))
     if isinstance(source, (str, os.PathLike)):
-        return _open_string(os.fspath(source))
+        return _open_string(os.fspath(source), decoder)
     if isinstance(source, (bytes, bytearray, memoryview)):
         raise UnsupportedVideoError("<bytes>", "encoded bytes are not supported; write them to a file")
     if isinstance(source, Iterable):
@@ -316,8 +349,15 @@ def open_video(source: Any, *, fps: float | None = None, color: str = "BGR") -> 
         "camera index, (T,H,W,3) uint8 array or an iterable of (H,W,3) uint8 frames")
 
 
-def _open_string(text: str) -> VideoSource:
-    if "!" in text:
+def _open_camera(index: int) -> VideoSource:
+    if index < 0:  # OpenCV's "any camera" (-1) crashes the process in its V4L2 backend
+        raise UnsupportedVideoError(f"camera {index}", "camera indices start at 0 "
+                                    "(the device number, e.g. 0 for /dev/video0)")
+    return CaptureSource(index, cv2.CAP_ANY, f"camera {index}", reopenable=False, seekable=False)
+
+
+def _open_string(text: str, decoder: str) -> VideoSource:
+    if "!" in text and not os.path.exists(text):  # an existing file named "a!b.mp4" is a file
         if not _backend_available("GStreamer"):
             raise UnsupportedVideoError(
                 text, "this OpenCV build has no GStreamer support (pip's opencv wheels lack it); "
@@ -329,7 +369,9 @@ def _open_string(text: str) -> VideoSource:
         if scheme not in _STREAM_SCHEMES:
             raise UnsupportedVideoError(text, f"unsupported URL scheme {scheme!r}")
         files = scheme in ("http", "https")  # a file over HTTP can be read again; a live stream not
-        return CaptureSource(text, ffmpeg, text, reopenable=files, seekable=files)
+        ms = int(STREAM_TIMEOUT_S * 1000)
+        return CaptureSource(text, ffmpeg, text, reopenable=files, seekable=files,
+                             params=(cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms))
     path = Path(text[len("file://"):] if text.lower().startswith("file://") else text)
     if not path.exists():
         raise VideoOpenError(text, "no such file")
@@ -337,15 +379,32 @@ def _open_string(text: str) -> VideoSource:
         raise VideoOpenError(text, "is a directory, not a video file")
     if path.stat().st_size == 0:
         raise EmptyVideoError(text, "the file is empty (0 bytes)")
+    from chain_sdk.video import pyav  # a subclass of VideoSource; av itself is imported lazily
+
+    if decoder != "opencv" and pyav.available():
+        try:
+            return pyav.PyAVSource(str(path), text)
+        except VideoOpenError:
+            if decoder == "pyav":
+                raise
+            # FFmpeg through PyAV refused it: let OpenCV try (and explain) below
+    elif decoder == "pyav":
+        raise UnsupportedVideoError(text, "decoder='pyav' needs PyAV: pip install av")
     try:
-        return CaptureSource(str(path), ffmpeg, text, reopenable=True, seekable=True)
+        capture = CaptureSource(str(path), ffmpeg, text, reopenable=True, seekable=True)
     except VideoOpenError:
+        kinds = pyav.stream_kinds(str(path)) if pyav.available() else None
+        if kinds is not None and "video" not in kinds:  # a valid media file, but no pictures
+            raise NoVideoStreamError(text, f"no video stream (has {', '.join(kinds) or 'no streams'})") from None
         container = _sniff_container(path)
         if container:  # a known container that no decoder accepts: damaged, not foreign
             raise VideoDecodeError(text, f"looks like {container} but cannot be opened: corrupt or "
                                    "truncated data (e.g. an MP4 whose index, the moov box, is "
                                    "missing)") from None
         raise
+    if pyav.available():  # OpenCV's count includes the frames an edit list hides: use the packets'
+        capture.frame_count = pyav.count_frames(str(path)) or capture.frame_count
+    return capture
 
 
 def _sniff_container(path: Path) -> str | None:
@@ -363,3 +422,4 @@ def _sniff_container(path: Path) -> str | None:
     if head[:3] == b"FLV":
         return "an FLV file"
     return None
+
