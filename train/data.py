@@ -35,6 +35,7 @@ from chain_sdk.errors import ChainSDKError, EmptyVideoError, VideoOpenError
 from chain_sdk.video import crop_borders, iter_frames, segment_indices
 
 from .augment import SpatialAugmentConfig, apply_params, draw_params
+from .reupload import ReuploadConfig, augment_window
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ SPATIAL_UNAVAILABLE = ("training from pre-extracted features: only temporal (seg
                        "before the CNN (use --videos for the faithful pipeline)")
 
 Views = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x1, pos1, x2, pos2
+DONOR_WINDOWS = 48  # windows of other videos kept as overlay / intro donors
 PCA_FRAMES = 20_000  # frames sampled for `--init pca`: plenty for 256 axes of 1280-d features
 
 
@@ -171,6 +173,7 @@ class ExtractionConfig:
     short_side: int = 256  # decoded frames are downscaled to this short side before cropping
     crop_borders: bool = True  # crop each window's black bars, as Encoder does before its backbone
     spatial: SpatialAugmentConfig = field(default_factory=SpatialAugmentConfig)
+    reupload: ReuploadConfig | None = None  # the re-upload policy (train/reupload.py) instead of `spatial`
 
     @property
     def dense(self) -> int:
@@ -282,21 +285,26 @@ def cache_key(window: Window, config: ExtractionConfig, backbone_name: str,
         "dense": config.dense, "draws": config.draws, "seed": config.seed,
         "short_side": config.short_side, "spatial": config.spatial.to_dict(), "v": 2,
         "crop_borders": config.crop_borders,
+        **({"reupload": config.reupload.to_dict()} if config.reupload else {}),
     }
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 
 def extract_window_features(frames: np.ndarray, backbone: Any, config: ExtractionConfig,
-                            rng: np.random.Generator, batch: int = 64) -> np.ndarray:
-    """[A, n, D] features of A augmentation draws of one window's dense frames."""
+                            rng: np.random.Generator, batch: int = 64,
+                            donors: list[np.ndarray] | None = None) -> np.ndarray:
+    """[A, n, D] features of A augmentation draws of one window's dense frames (`donors`:
+    frames of other training videos, for the re-upload policy's overlays and intros)."""
     import torch
 
     out_size = tuple(backbone.input_size)
     rgb = getattr(backbone, "color_order", "BGR") == "RGB"
     draws = []
     for _ in range(config.draws):
-        params = draw_params(rng, frames.shape[1], frames.shape[2], config.spatial)
-        aug = apply_params(frames, params, out_size)
+        if config.reupload is not None:
+            aug = augment_window(frames, rng, out_size, donors or [], config.reupload)
+        else:
+            aug = apply_params(frames, draw_params(rng, frames.shape[1], frames.shape[2], config.spatial), out_size)
         if rgb:
             aug = aug[..., ::-1]
         feats = []
@@ -310,33 +318,44 @@ def extract_window_features(frames: np.ndarray, backbone: Any, config: Extractio
 
 def build_window_cache(videos: Sequence[str | os.PathLike], backbone: Any, config: ExtractionConfig,
                        cache_dir: str | os.PathLike) -> list[tuple[Window, np.ndarray]]:
-    """Decode, augment and embed every window of every video, reusing the on-disk cache."""
+    """Decode, augment and embed every window of every video, reusing the on-disk cache.
+
+    A video may be given as `(path, (start, end))` to use its own time range (the data split of
+    `chain_sdk.data.SOURCES`); a plain path uses `config.time_range`. Donor frames for the
+    re-upload overlays are the windows of OTHER videos decoded earlier in the same pass.
+    """
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     name = getattr(backbone, "name", type(backbone).__name__)
     input_size = tuple(backbone.input_size)
     results: list[tuple[Window, np.ndarray]] = []
     hits = 0
-    paths = list_videos(videos)
-    for vi, path in enumerate(tqdm(paths, desc="videos", unit="video")):
+    plain = [v for v in videos if not isinstance(v, tuple)]
+    paths = [(p, config) for p in (list_videos(plain) if plain or not videos else [])]
+    paths += [(Path(v[0]), replace(config, time_range=tuple(v[1]))) for v in videos if isinstance(v, tuple)]
+    donors: list[tuple[int, np.ndarray]] = []  # (video index, a few frames)
+    for vi, (path, vconfig) in enumerate(tqdm(paths, desc="videos", unit="video")):
         stat = path.stat()
-        probe = _cached_windows(cache, path, config, name, input_size, stat)
+        probe = _cached_windows(cache, path, vconfig, name, input_size, stat)
         if probe is not None:
             results += probe
             hits += len(probe)
             continue
         entries: list[tuple[Window, np.ndarray]] = []
-        for window, frames, _ in tqdm(decode_overlapping_windows(path, config), desc=path.name,
+        for window, frames, _ in tqdm(decode_overlapping_windows(path, vconfig), desc=path.name,
                                       unit="window", leave=False):
-            target = cache / f"{cache_key(window, config, name, input_size, stat)}.h5"
+            target = cache / f"{cache_key(window, vconfig, name, input_size, stat)}.h5"
             if target.is_file():  # extracted before under another window layout
                 feats = _read_h5(target)
             else:
-                rng = np.random.default_rng([config.seed, vi, len(entries)])
-                feats = extract_window_features(frames, backbone, config, rng)
+                rng = np.random.default_rng([vconfig.seed, vi, len(entries)])
+                feats = extract_window_features(frames, backbone, vconfig, rng,
+                                                donors=[d for v, d in donors if v != vi])
                 _write_h5(target, feats, window)
+            if vconfig.reupload is not None:
+                donors = (donors + [(vi, frames[:: max(1, len(frames) // 8)])])[-DONOR_WINDOWS:]
             entries.append((window, feats))
-        _write_index(cache, path, config, name, input_size, stat, [w for w, _ in entries])
+        _write_index(cache, path, vconfig, name, input_size, stat, [w for w, _ in entries])
         results += entries
     log.info("feature cache %s: %d windows (%d from cache)", cache, len(results), hits)
     return results
