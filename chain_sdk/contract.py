@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_sdk.errors import ModelError, ModelMismatchError
+from chain_sdk.files import write_text
 
 FORMAT = "chain-model"
 FORMAT_VERSION = 1
@@ -122,11 +123,7 @@ class ModelContract:
 
 def write_model_json(directory: str | os.PathLike, contract: ModelContract, name: str = MODEL_JSON) -> Path:
     """Write the contract as `model.json` (or `engine.json`) atomically."""
-    path = Path(directory) / name
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(contract.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(Path(directory) / name, json.dumps(contract.to_dict(), indent=2) + "\n")
 
 
 def read_model_dir(path: str | os.PathLike) -> ModelContract:

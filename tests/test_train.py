@@ -11,10 +11,10 @@ import pytest
 import scipy.io
 import torch
 from chain_sdk.train import cli
-from chain_sdk.train.checkpoint import load_checkpoint
+from chain_sdk.nn.checkpoint import load_checkpoint
 from chain_sdk.train.data import FeatureViews, load_labels, open_features
 from chain_sdk.train.evaluate import encode_features
-from chain_sdk.train.model import ChainConfig
+from chain_sdk.nn.chain import ChainConfig
 from chain_sdk.train.trainer import TrainConfig, Trainer
 from safetensors.torch import load_file
 
