@@ -27,7 +27,7 @@ UNSEEN = ("pip", "rotate")
 FAMILIES = SEEN + UNSEEN
 
 EVEN = "trunc({}/2)*2"  # libx264 with yuv420p needs even sizes
-CAP = "scale='min(iw,320)':-2"  # every query at most 320 px wide (a small upload size; keeps 1000 queries affordable on 2 cores)
+CAP = "scale='trunc(min(iw,320)/2)*2':-2"  # every query at most 320 px wide (a small upload size; keeps 1000 queries affordable on 2 cores)
 
 
 @dataclass(frozen=True)

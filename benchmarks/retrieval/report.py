@@ -89,6 +89,11 @@ def feature_label(backbone: str) -> str:
     return f" ({backbone.removeprefix(features.BACKBONE).strip('_') or backbone})"
 
 
+def feature_backbones(models: list[tuple[str, Path]], colour: bool) -> list[str]:
+    declared = [methods.model_backbone(d) for _, d in models]
+    return list(dict.fromkeys(([features.BACKBONE] if colour or not declared else []) + declared))
+
+
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
     from chain_sdk.models import resolve_model
 
@@ -102,10 +107,11 @@ def parse_models(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peers.PeerOutcome], list[str]]:
-    """Feature-hash rows for the colour backbone and every other backbone a CHAIN model declares
-    (so each model is also compared with PCA-sign on its own features), then the models, then peers."""
+    """Feature-hash rows for every backbone a CHAIN model declares (so each model is compared with
+    PCA-sign and random hyperplanes on its own features; the colour backbone too with
+    --colour-baselines or without models), then the models, then peers."""
     models = parse_models(args.models or [])
-    backbones = list(dict.fromkeys([features.BACKBONE] + [methods.model_backbone(d) for _, d in models]))
+    backbones = feature_backbones(models, args.colour_baselines)
     sets = {b: feature_set(rs, features.DEFAULT_FRAMES, b, progress=progress) for b in backbones}
     results = []
     for fs in sets.values():
@@ -170,7 +176,7 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
             timed[frames, backbone] = fresh_features(frames, backbone)
         return timed[frames, backbone]
 
-    backbones = {feature_label(b): b for b in [features.BACKBONE] + [methods.model_backbone(d) for _, d in models]}
+    backbones = {feature_label(b): b for b in feature_backbones(models, True)}
     for r in by_name.values():
         if r.family in ("reference", "ablation"):
             r.encode_s = features_of(features.DEFAULT_FRAMES, backbones[r.features])[0]
@@ -403,6 +409,9 @@ def goal_section(evaluated: list[Evaluated], bits: int) -> list[str]:
         theirs = scores(rival)
         cells = []
         for k in ("top1", "map@5", "unseen top1", "unseen map@5"):
+            if np.isnan(mine[k]):  # no unseen queries in this set (a subset run)
+                cells.append("n/a")
+                continue
             ok = mine[k] > theirs[k] or mine[k] == theirs[k] == 1.0
             met &= ok
             verdict = "beats" if mine[k] > theirs[k] else ("ties" if mine[k] == theirs[k] else "loses")
@@ -554,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=dataset.SPLITS, default="dev")
     p.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
                    help="CHAIN model dirs (chain-export output); the first is the default model")
+    p.add_argument("--colour-baselines", action="store_true",
+                   help="also the baselines on the colour backbone's features (a second backbone pass per video)")
     p.add_argument("--bits", nargs="+", type=int, default=[64], help="code sizes of the PCA/random baselines")
     p.add_argument("--peers", nargs="*", default=list(peers.PEERS), choices=peers.PEERS)
     p.add_argument("--peer-python", nargs="*", metavar="NAME=PYTHON", help="interpreter for a peer")
