@@ -30,9 +30,10 @@ def tiny():
 
 def test_set_layout(tiny) -> None:
     rs, fs = tiny
-    assert [v.key for v in rs.database] == ["film_000.0s", "film_240.0s", "film_245.0s"]
+    # two segments round-robin over the dev sources: the film's first and Sintel's first
+    assert [v.key for v in rs.database] == ["film_000.0s", "film_240.0s", "sintel_trailer_020.0s"]
     assert len(rs.queries) == 4 and {q.edit for q in rs.queries} == set(FAMILIES)
-    assert {q.group for q in rs.queries} == {"cartoon"} and all(q.description for q in rs.queries)
+    assert [q.group for q in rs.queries] == ["cartoon"] * 2 + ["cg"] * 2 and all(q.description for q in rs.queries)
     assert rs.relevant_indices().tolist() == [1, 1, 2, 2]
     assert all(v.path.stat().st_size > 10_000 for v in rs.database + rs.queries)
     assert fs.database.shape == (3, FRAMES, 1280) and fs.queries.shape == (4, FRAMES, 1280)

@@ -23,6 +23,7 @@ parameters than the training augmentation; `pip` and `rotate` are never used in 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -208,6 +209,15 @@ def materialize(jobs: list[tuple[Clip, edits.Recipe | None, str]] | list[tuple[C
     return [out for out, _ in targets]
 
 
+def interleave(clips: list[Clip]) -> list[Clip]:
+    """Clips round-robin over their sources (first of each source, then the second, ...)."""
+    by_source: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_source.setdefault(c.source, []).append(c)
+    rounds = itertools.zip_longest(*by_source.values())
+    return [c for r in rounds for c in r if c is not None]
+
+
 def query_jobs(evaluation: list[Clip], distractors: list[Clip], families: list[str], draws: int
                ) -> list[tuple[Clip, edits.Recipe, str]]:
     """Every (segment, recipe, tag) of a split: `draws` recipes of each family per segment; the
@@ -234,8 +244,8 @@ def build(split: str, *, edits_: list[str] | None = None, limit_segments: int | 
     one of them counts against the relevant item, never for it.
     """
     evaluation, distractors = split_clips(split)
-    if limit_segments is not None:
-        evaluation = evaluation[:limit_segments]
+    if limit_segments is not None:  # a subset that keeps every source: round-robin over sources
+        evaluation = interleave(evaluation)[:limit_segments]
     if limit_distractors is not None:
         distractors = distractors[:limit_distractors]
     families = list(edits_) if edits_ is not None else list(edits.FAMILIES)
