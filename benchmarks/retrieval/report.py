@@ -63,20 +63,18 @@ def evaluate(result: methods.MethodResult, rs: dataset.RetrievalSet) -> Evaluate
 
 def feature_set(rs: dataset.RetrievalSet, frames: int, backbone: str = features.BACKBONE, *,
                 progress: bool) -> methods.FeatureSet:
-    """Per-frame features of the set plus the training window means (film 0-240 s at 2.5 fps,
-    every 25-frame window, and the 10 s windows of the other training sources)."""
+    """Per-frame features of the set plus the training frames (for PCA and the centring mean)."""
     db = features.many_features([v.path for v in rs.database], frames, backbone, progress=progress,
                                 desc="database features")
     qs = features.many_features([v.path for v in rs.queries], frames, backbone, progress=progress,
                                 desc="query features")
-    clip_paths = dataset.materialize([(c, None) for c in dataset.train_clips() if c.source != dataset.FILM],
-                                     progress=progress)
-    clip_means = np.stack([features.video_features(p, frames, backbone).frames.mean(axis=0) for p in clip_paths])
-    window = max(1, int(round(dataset.SEGMENT_S * features.TRAIN_POOL_FPS)))
-    pool_means = features.train_window_means(dataset.TRAIN_END_S, window, backbone, progress=progress)
+    # PCA and the centring mean: every sampled frame of every 10 s window of the training sources
+    # (film 0-240 s every 5 s and the other training sources; all of them distractors, so cached)
+    train_paths = dataset.materialize([(c, None) for c in dataset.train_clips()], progress=progress)
+    train_frames = np.vstack([features.video_features(p, frames, backbone).frames for p in train_paths])
     return methods.FeatureSet(
         database=np.stack([f.frames for f in db]), queries=np.stack([f.frames for f in qs]),
-        train_means=np.vstack([pool_means, clip_means]),
+        train_means=train_frames,
         feature_s=np.array([f.decode_s + f.backbone_s for f in db + qs]),
         label=feature_label(backbone))
 
@@ -502,7 +500,8 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            "backbone, and each variant a CHAIN model declares, such as `efficientnet_lite0_luma` (rows marked "
            "`(luma)`: the same CNN fed BT.601 luma in all three channels). *float cosine*: cosine of the centred "
            "mean feature (a reference, not a hash). *PCA-sign*: PCA fitted on training-window mean features only "
-           "(every 25-frame window of film 0-240 s sampled at 2.5 fps, hop one frame, plus the small clips), sign "
+           "(the 25 sampled frames of every 10 s window of the training sources: film 0-240 s every 5 s and the "
+           "other training clips), sign "
            "of the projection. *Random hyperplanes*: seeded Gaussian projection of the centred mean feature, sign. "
            "*CHAIN*: each model dir's `temporal.onnx` on its own backbone's features. Hashes rank by Hamming distance; peers "
            "by their own similarity (videohash: Hamming on its 64 bits; vpdq: quality-filtered frame match "
@@ -533,8 +532,9 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
     path.write_text("\n".join(md))
 
 
-AUGLY_NOTE = ("augly 1.0.0 (its last release, 2022) was tried and not used; see docs/near_duplicate_report.md's "
-              "notes in docs/default_model.md.")
+AUGLY_NOTE = ("`augly==1.0.0` (its last release, 2022) installs, but `augly.video` needs the `[video]` extra "
+              "(ffmpeg-python, moviepy and more), whose pip resolution had not finished after an hour on the "
+              "shared 2-core VM, so every query here is a plain ffmpeg filter graph.")
 
 
 def split_summary() -> str:
