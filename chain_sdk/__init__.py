@@ -48,6 +48,8 @@ _LAZY = {
     "Segment": "chain_sdk.encoder",
     "BatchResult": "chain_sdk.encoder",
     "HammingIndex": "chain_sdk.index",
+    "VideoIndex": "chain_sdk.matching",
+    "Match": "chain_sdk.matching",
     "open_video": "chain_sdk.video",
     "read_frames": "chain_sdk.video",
     "sample_clip": "chain_sdk.video",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from chain_sdk.backends import create_backend
     from chain_sdk.encoder import BatchResult, Encoder, Segment
     from chain_sdk.index import HammingIndex
+    from chain_sdk.matching import Match, VideoIndex
     from chain_sdk.video import open_video, read_frames, sample_clip
 
 
@@ -77,7 +80,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "errors", "Encoder", "Segment", "BatchResult", "HammingIndex", "open_video",
+    "__version__", "errors", "Encoder", "Segment", "BatchResult", "HammingIndex", "VideoIndex", "Match", "open_video",
     "read_frames", "sample_clip", "create_backend", "HashCode", "from_bitstring", "from_hex",
     "hamming_distance", "pack_bits", "to_bitstring", "to_hex", "unpack_bits",
     "BackendUnavailableError", "ChainSDKError", "CheckpointError", "EmptyVideoError", "EngineError",

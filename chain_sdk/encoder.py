@@ -21,10 +21,11 @@ so "auto" takes "split" where both exist; a one-engine TensorRT deployment may p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -265,10 +266,38 @@ class Encoder:
         rule (and the same bar crop) as `encode` on a clip of that window
         (`chain_sdk.video.sample_windows`: memory holds only the open windows' sampled frames).
         A stream shorter than one window yields one segment over what there was.
+
+        With split graphs a frame that overlapping windows share goes through the backbone once
+        (frames are recognised by content, so a bar crop that differs between windows is
+        honoured): with hop a multiple of window / T, every frame is shared and the backbone runs
+        at T / window frames per second of stream instead of T / hop.
         """
+        shared: OrderedDict[bytes, np.ndarray] | None = OrderedDict() if self.mode == "split" else None
         for clip in sample_windows(source, self.frames, window, hop, resize=self.input_size,
                                    crop_borders=self.crop_borders):
-            yield Segment(clip.start, clip.end, self.encode_clips(clip.frames[None])[0])
+            if shared is None:
+                code = self.encode_clips(clip.frames[None])[0]
+            else:
+                code = self._temporal_code(self._shared_features(clip.frames, shared))
+            yield Segment(clip.start, clip.end, code)
+
+    def _shared_features(self, frames: np.ndarray, shared: OrderedDict) -> np.ndarray:
+        """Backbone features [T, D] of a window's frames, reusing those of identical frames of
+        recent windows (`shared`: frame digest -> feature, the last 4 T frames)."""
+        keys = [hashlib.blake2b(np.ascontiguousarray(f).data, digest_size=16).digest() for f in frames]
+        todo = list(dict.fromkeys(k for k in keys if k not in shared))
+        if todo:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            batch = frames[[first[k] for k in todo]]
+            out = np.concatenate([self._backends["backbone"].run({"frames": batch[i:i + FRAME_CHUNK]})["features"]
+                                  for i in range(0, len(batch), FRAME_CHUNK)])
+            shared.update(zip(todo, out))
+            while len(shared) > 4 * self.frames:
+                shared.popitem(last=False)
+        return np.stack([shared[k] for k in keys])
+
+    def _temporal_code(self, features: np.ndarray) -> np.ndarray:
+        return self._backends["temporal"].run({"features": features[None]})["code"][0]
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.model_dir)!r}, bits={self.bits}, frames={self.frames}, {self.mode})"

@@ -2,8 +2,9 @@
 
 Hash codes are compared the way they are used: bit agreement (fraction of equal bits) and mean
 Hamming drift (bits flipped per code), never `allclose` on ±1 outputs. Both models see the
-clips the Encoder itself would hash (`chain_sdk.video.sample_windows`, black bars cropped) and
-run through the Encoder's own backends (onnxruntime, or TensorRT for an engine directory).
+clips the Encoder itself would hash (`chain_sdk.video.sample_clip`, black bars cropped) and run
+through the Encoder's own backends (onnxruntime, or TensorRT for an engine directory). Pass clips
+cut from the film's first 300 s only: its later time is held out for evaluation.
 
     chain-export verify --reference MODEL --candidate MODEL_INT8 --videos a.mp4 b.mp4
 """
@@ -22,7 +23,7 @@ from chain_sdk.codes import hamming_distance
 from chain_sdk.contract import ModelContract, read_model_dir
 from chain_sdk.encoder import Encoder
 from chain_sdk.errors import ModelError, ModelMismatchError
-from chain_sdk.video import sample_windows
+from chain_sdk.video import sample_clip
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,19 @@ def compare_codes(reference: np.ndarray, candidate: np.ndarray) -> ParityReport:
 
 
 def parity_clips(videos: Sequence[str | os.PathLike], frames: int, size: tuple[int, int], *,
-                 clips_per_video: int = 4, window: float = 3.0) -> np.ndarray:
-    """Clips [N, T, H, W, 3] (BGR uint8) as the Encoder prepares them: the first `clips_per_video`
-    windows of `window` seconds of each video (`size` is (H, W)). Taking the first windows keeps
-    the film's held-out time (>= 300 s) out of every parity run."""
+                 clips_per_video: int = 4) -> np.ndarray:
+    """Clips [N, T, H, W, 3] (BGR uint8) as the Encoder prepares them, `clips_per_video` per video:
+    the Encoder's own sampling (`sample_clip`: segment centres, black bars cropped, INTER_AREA to
+    `size` = (H, W)) of T * clips_per_video frames, cut into consecutive clips of T, so clip i is
+    the Encoder's clip of the i-th equal part of the video."""
     from tqdm.auto import tqdm
 
     clips = []
     for video in tqdm(list(videos), desc="sampling clips", leave=False):
-        for i, clip in enumerate(sample_windows(video, frames, window, window, resize=(size[1], size[0]),
-                                                crop_borders=True)):
-            if i == clips_per_video:
-                break
-            clips.append(clip.frames)
+        sampled = sample_clip(video, frames * clips_per_video, resize=(size[1], size[0]), crop_borders=True)
+        clips.extend(sampled.frames.reshape(clips_per_video, frames, *sampled.frames.shape[1:]))
     if not clips:
-        raise ModelError("no clips could be sampled from the given videos")
+        raise ModelError("no videos to sample clips from")
     return np.stack(clips)
 
 

@@ -1,7 +1,9 @@
-"""Every CPU kernel path (AVX-512 / AVX2 / scalar x fixed-size / generic kernels x threading plans)
-against the numpy reference, with hypothesis-generated data."""
+"""Every CPU kernel path (AVX-512 / AVX2 / NEON / scalar x fixed-size / generic kernels x threading
+plans) against the numpy reference, with hypothesis-generated data."""
 
 from __future__ import annotations
+
+import platform
 
 import numpy as np
 import pytest
@@ -20,15 +22,30 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 def test_dispatch_reports_paths():
     assert ISAS[-1] == "scalar"
     assert _hamming.isa_default() == ISAS[0]
-    with pytest.raises(ValueError):
-        _hamming.knn(np.zeros((1, 8), np.uint8), np.zeros((1, 8), np.uint8), 1, isa="sse9")
+    for name in ("sse9", *(isa for isa in ("avx512", "avx2", "neon") if isa not in ISAS)):
+        with pytest.raises(ValueError):
+            _hamming.knn(np.zeros((1, 8), np.uint8), np.zeros((1, 8), np.uint8), 1, isa=name)
+
+
+# Every path of each architecture: the x86-64 dev/CI machine has AVX-512 VPOPCNTDQ; AArch64 is
+# run under qemu by scripts/aarch64_check.sh. Elsewhere this just documents what was covered.
+EXPECTED_PATHS = {"x86_64": ["avx512", "avx2", "scalar"], "aarch64": ["neon", "scalar"]}
 
 
 def test_this_machine_covers_every_path():
-    # The dev/CI machine has AVX-512 VPOPCNTDQ; elsewhere this just documents what was covered.
-    if "avx512" not in ISAS:
-        pytest.skip(f"CPU lacks AVX-512 VPOPCNTDQ; covered paths: {ISAS}")
-    assert ISAS == ["avx512", "avx2", "scalar"]
+    expected = EXPECTED_PATHS.get(platform.machine())
+    if expected is None or expected[0] not in ISAS:
+        pytest.skip(f"{platform.machine()} CPU without the best path; covered paths: {ISAS}")
+    assert ISAS == expected
+
+
+def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of `a` starting `offset` bytes past a 64-byte boundary."""
+    buf = np.empty(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start:start + a.nbytes].reshape(a.shape)
+    out[...] = a
+    return out
 
 
 @st.composite
@@ -52,7 +69,9 @@ def databases(draw, bits_choices):
     deleted = None
     if n and draw(st.booleans()):
         deleted = np.packbits(rng.random(n) < 0.3, bitorder="little")
-    return bits, np.ascontiguousarray(db), np.ascontiguousarray(queries), deleted
+    # Vector loads must not assume alignment: place both arrays at drawn byte offsets.
+    db, queries = misaligned(db, draw(st.integers(0, 63))), misaligned(queries, draw(st.integers(0, 63)))
+    return bits, db, queries, deleted
 
 
 def check_knn(db, queries, k, deleted, **kw):

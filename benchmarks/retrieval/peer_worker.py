@@ -9,7 +9,9 @@ chain-sdk's (perception pins OpenCV < 5) never touches the project's environment
 MANIFEST: {"peer": name, "database": [[key, path, sha256], ...], "queries": [...],
 "cache_dir": dir for per-video hashes, "ffmpeg": path of an ffmpeg binary}. OUT: {"version",
 "methods": {label: {"code_size", "distances" [Q][N]}}, "encode_s": {sha256: seconds},
-"failed": {key: error}}. A video the peer crashes on gets distance inf to everything. Every peer is ranked by its own native similarity:
+"failed": {key: error}}. A video the peer crashes on gets distance inf to everything. With
+"frame_hashes": true in the manifest (vpdq), OUT also has "frame_hashes": {key: [[quality, hex],
+...]}, one per second, for the partial-copy benchmark (benchmarks/copydetect). Every peer is ranked by its own native similarity:
 
 - videohash: Hamming distance of its 64-bit hash (`VideoHash.__sub__`).
 - vpdq: `matchTwoHashBrute` of Meta's vPDQ (cpp/vpdq/cpp/hashing/matchTwoHash.cpp, reimplemented
@@ -226,9 +228,11 @@ def main(argv: list[str]) -> int:
     if len(failed) == len(items):
         raise RuntimeError(f"{name} failed on every video, e.g. {next(iter(failed.values()))}")
     methods = peer.methods([hashes[k] for k, _, _ in manifest["queries"]],
-                           [hashes[k] for k, _, _ in manifest["database"]])
+                           [hashes[k] for k, _, _ in manifest["database"]]) if manifest["queries"] else {}
     out = {"peer": name, "version": peer.version(), "python": sys.version.split()[0],
            "methods": methods, "encode_s": encode_s, "failed": failed}
+    if manifest.get("frame_hashes"):
+        out["frame_hashes"] = hashes
     Path(argv[2]).write_text(json.dumps(out))
     return 0
 

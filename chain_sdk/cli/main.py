@@ -2,8 +2,11 @@
 
     chain-sdk demo                                        # sample clips + edited copies: who matches whom
     chain-sdk encode a.mp4 b.mp4 --out codes.jsonl        # or .npy / .parquet
+    chain-sdk encode --ray ray://head:10001 a.mp4 --out codes.parquet   # on a Ray cluster
     chain-sdk index build --codes codes.jsonl --out videos.idx
     chain-sdk search query.mp4 --index videos.idx -k 10
+    chain-sdk index add film.mp4 show.mp4 --index refs.vidx    # window codes for copy detection
+    chain-sdk match upload.mp4 --index refs.vidx --json        # which parts were copied from where
     chain-sdk data fetch
 
 Exit status: 0 on success, 1 on a usage or model error, 2 when some videos failed (the output
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
+from chain_sdk.cli import match as match_cli
 from chain_sdk.errors import ChainSDKError
 from chain_sdk.files import write_text
 
@@ -61,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", "-o", required=True, metavar="FILE", help="output: .npy, .jsonl or .parquet")
     enc.add_argument("--fail-fast", action="store_true", help="stop at the first video that fails")
     enc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = enc.add_argument_group("ray (pip install chain-sdk[ray])")
+    ray.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                     help="encode on a Ray cluster (chain_sdk.distributed.ray_encode): ADDRESS as "
+                     "ray.init takes it (default: auto = RAY_ADDRESS or a local cluster)")
+    ray.add_argument("--actors", type=int, help="encoder actors (default: what the cluster fits)")
+    ray.add_argument("--num-cpus", type=float, default=0.5, help="CPUs per actor (default 0.5)")
+    ray.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per actor (default 0)")
     _model_args(enc)
 
     data = sub.add_parser("data", help="sample videos that ship inside PyPI packages")
@@ -76,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "are the row numbers of the codes; sources are kept in INDEX.sources.json.")
     build.add_argument("--codes", required=True, metavar="FILE", help=".npy, .jsonl or .parquet from `encode`")
     build.add_argument("--out", "-o", required=True, metavar="INDEX", help="index file to write")
+    match_cli.add_index_add_parser(index_sub)
 
     search = sub.add_parser("search", help="encode query videos and search an index")
     search.add_argument("queries", nargs="+", metavar="QUERY_VIDEO")
     search.add_argument("--index", required=True, metavar="INDEX")
     search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     _model_args(search)
+    match_cli.add_match_parser(sub)
 
     demo = sub.add_parser("demo", help="encode the sample clips and edited copies; print who matches whom",
                           description="Fetch the sample clips, make edited copies (flip, crop, "
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("onnxscript", "onnx_ir", "torch"):  # exporter chatter during the one-time export
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
     handler = {"encode": cmd_encode, "data": cmd_data, "index": cmd_index, "search": cmd_search,
-               "demo": cmd_demo}[args.command]
+               "demo": cmd_demo, "match": match_cli.cmd_match}[args.command]
     try:
         return handler(args)
     except ChainSDKError as exc:
@@ -121,6 +135,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if out.suffix not in OUT_FORMATS:
         print(f"chain-sdk: error: --out must end in one of {OUT_FORMATS}", file=sys.stderr)
         return EXIT_ERROR
+    if args.ray is not None:
+        return _encode_on_ray(args, out)
     enc = _encoder(args)
     on_error = "raise" if args.fail_fast else "collect"
     codes, indices, failures = enc.encode_batch(args.videos, on_error=on_error, progress=not args.no_progress)
@@ -134,6 +150,50 @@ def cmd_encode(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+RAY_ADDRESS = re.compile(r"^(auto|local|ray://.+|[\w.-]+:\d+)$")
+
+
+def _encode_on_ray(args: argparse.Namespace, out: Path) -> int:
+    """`encode --ray`: the same output files, rows from ray_encode (whatever order they come in)."""
+    import numpy as np
+    import ray
+
+    from chain_sdk.codes import to_hex
+    from chain_sdk.contract import read_model_dir
+    from chain_sdk.distributed import ray_encode
+    from chain_sdk.models import resolve_model
+
+    if not RAY_ADDRESS.match(args.ray):  # `--ray a.mp4 b.mp4`: the first video, not an address
+        args.videos, args.ray = [args.ray, *args.videos], "auto"
+    if args.fail_fast:
+        print("chain-sdk: error: --fail-fast does not apply with --ray (failures are rows)", file=sys.stderr)
+        return EXIT_ERROR
+    if not ray.is_initialized():  # a caller (or a test) may have connected already
+        ray.init(address=None if args.ray == "local" else args.ray)
+    bits = read_model_dir(resolve_model(args.model)).bits
+    ds = ray_encode(args.videos, args.model, num_gpus=args.num_gpus, num_cpus=args.num_cpus,
+                    actors=args.actors, batch_size=args.batch_size, backend=args.backend,
+                    device=args.device, frames=args.frames, crop_borders=not args.no_crop_borders,
+                    **({"threads": args.threads} if args.threads else {}))
+    slots: dict[str, list[int]] = {}
+    for i, video in enumerate(args.videos):
+        slots.setdefault(video, []).append(i)
+    rows: list[dict] = [{} for _ in args.videos]
+    for row in ds.iter_rows():  # one row per video, in the order the actors finish
+        i = slots[row["video"]].pop(0)
+        rows[i] = {"index": i, "path": row["video"]}
+        if row["code"] is not None:
+            rows[i]["code"] = to_hex(np.frombuffer(row["code"], np.uint8))
+        else:
+            rows[i].update(error=row["error"], error_type=row["error"].split(":")[0])
+    write_codes(out, rows, bits)
+    failed = [r for r in rows if "error" in r]
+    print(f"encoded {len(rows) - len(failed)} of {len(rows)} videos on Ray ({bits} bits) -> {out}")
+    for r in failed:
+        print(f"  {r['path']}: {r['error']}", file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
 # ---------------------------------------------------------------------- data / index / search
@@ -154,6 +214,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from chain_sdk.index import HammingIndex
+
+    if args.index_command == "add":
+        return match_cli.cmd_index_add(args)
 
     codes, sources = read_codes(Path(args.codes))
     index = HammingIndex(codes.shape[1] * 8)

@@ -31,7 +31,7 @@ from . import fileformat, mih
 
 # The compiled kernels (typed Any: nanobind modules carry no stubs in the source tree).
 _hamming: Any = importlib.import_module("chain_sdk._hamming")
-_ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" for every index
+_ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" / "neon" for every index
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class HammingIndex:
         self._mih: tuple[int, Any] | None = None       # (generation, MultiIndexHash)
         self._device_db: tuple[Any, Any] | None = None  # (snapshot, device database)
         self._snap = _Snapshot(self._codes_buf, self._ids_buf, None, 0, 0)
+        self.metadata = b""  # what `load` found in the file's metadata section
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -233,11 +234,15 @@ class HammingIndex:
             return cur[1]
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically (temp file, fsync, rename); see chain_sdk.index.fileformat."""
+    def save(self, path: str | os.PathLike, metadata: bytes = b"") -> None:
+        """Write the index atomically (temp file, fsync, rename); see chain_sdk.index.fileformat.
+        `metadata`: the caller's bytes, stored checksummed in the same file (a VideoIndex keeps its
+        window table there, so codes and table can never disagree); `load` puts them back in
+        ``index.metadata``."""
         s = self._snap
         deleted = s.deleted if s.deleted is not None else np.zeros((s.n + 7) // 8, np.uint8)
-        fileformat.write(path, self.bits, s.codes, s.ids, deleted, s.n - s.dead, self._next_id)
+        fileformat.write(path, self.bits, s.codes, s.ids, deleted, s.n - s.dead, self._next_id,
+                         bytes(metadata))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True, *, verify: bool = True,
@@ -246,7 +251,9 @@ class HammingIndex:
         copies them). verify=False skips the CRC of the codes (header, ids and tombstones are always
         checked) for an instant open of a trusted file. Raises IndexFormatError on a bad file."""
         h, codes, ids, tomb = fileformat.read(path, mmap=mmap, verify=verify)
+        metadata = fileformat.read_metadata(path, h)
         index = cls(h.bits, device=device, **kwargs)
+        index.metadata = metadata
         dead = h.count - h.live
         index._codes_buf, index._ids_buf = codes, ids
         index._next_id = h.next_id

@@ -42,16 +42,17 @@ struct alignas(64) Collector {  // own cache lines: slots scanning in parallel n
 using ScanFn = void (*)(const uint8_t* db, size_t begin, size_t end, const uint8_t* query,
                         size_t code_bytes, Collector& c);
 
-enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
 // Per-ISA scan function for a code size (bytes); generic=true forces the any-size kernel.
 ScanFn scan_scalar(size_t code_bytes, bool generic);
 ScanFn scan_avx2(size_t code_bytes, bool generic);
 ScanFn scan_avx512(size_t code_bytes, bool generic);
+ScanFn scan_neon(size_t code_bytes, bool generic);  // AArch64 only (nullptr elsewhere)
 
 std::vector<std::string> isa_available();
 Isa isa_best();
-Isa isa_parse(const std::string& name);  // "auto", "scalar", "avx2", "avx512"; throws if unavailable
+Isa isa_parse(const std::string& name);  // "auto", "scalar", "avx2", "avx512", "neon"; throws if unavailable
 const char* isa_name(Isa isa);
 
 struct SearchOptions {

@@ -148,7 +148,7 @@ std::vector<uint64_t> MultiIndexHash::range(const uint8_t* db, const uint8_t* q,
                                             const SearchOptions& opt) const {
   Collector c;
   c.reset_radius(std::min<uint32_t>(radius, uint32_t(cb_ * 8)), opt.deleted);
-  if (opt.isa != Isa::scalar) probe_all<true>(db, q, radius, c);  // AVX2/AVX-512 CPUs have POPCNT
+  if (opt.isa != Isa::scalar) probe_all<true>(db, q, radius, c);  // AVX2/AVX-512 CPUs have POPCNT (AArch64: same code)
   else probe_all<false>(db, q, radius, c);
   std::sort(c.keys.begin(), c.keys.end());
   return std::move(c.keys);

@@ -12,6 +12,11 @@
 #include "hamming.hpp"
 #include "pool.hpp"
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
@@ -84,6 +89,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::avx512: return "avx512";
     case Isa::avx2: return "avx2";
+    case Isa::neon: return "neon";
     default: return "scalar";
   }
 }
@@ -98,8 +104,10 @@ static bool cpu_has(Isa isa) {
              __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
     case Isa::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-    default: return true;
+    default: return isa == Isa::scalar;
   }
+#elif defined(__aarch64__) && defined(__linux__)
+  return isa == Isa::scalar || (isa == Isa::neon && (getauxval(AT_HWCAP) & HWCAP_ASIMD));
 #else
   return isa == Isa::scalar;
 #endif
@@ -107,13 +115,17 @@ static bool cpu_has(Isa isa) {
 
 std::vector<std::string> isa_available() {
   std::vector<std::string> out;
-  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::scalar})
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar})
     if (cpu_has(isa)) out.emplace_back(isa_name(isa));
   return out;
 }
 
 Isa isa_best() {
-  static const Isa best = cpu_has(Isa::avx512) ? Isa::avx512 : cpu_has(Isa::avx2) ? Isa::avx2 : Isa::scalar;
+  static const Isa best = [] {
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::neon})
+      if (cpu_has(isa)) return isa;
+    return Isa::scalar;
+  }();
   return best;
 }
 
@@ -122,8 +134,9 @@ Isa isa_parse(const std::string& name) {
   if (name == "auto") return isa_best();
   if (name == "avx512") isa = Isa::avx512;
   else if (name == "avx2") isa = Isa::avx2;
+  else if (name == "neon") isa = Isa::neon;
   else if (name == "scalar") isa = Isa::scalar;
-  else throw std::invalid_argument("unknown ISA '" + name + "' (expected auto, scalar, avx2 or avx512)");
+  else throw std::invalid_argument("unknown ISA '" + name + "' (expected auto, scalar, avx2, avx512 or neon)");
   if (!cpu_has(isa)) throw std::invalid_argument("this CPU cannot run the '" + name + "' kernels");
   return isa;
 }
@@ -132,6 +145,7 @@ static ScanFn pick_scan(const SearchOptions& opt, size_t cb) {
   switch (opt.isa) {
     case Isa::avx512: return scan_avx512(cb, opt.generic);
     case Isa::avx2: return scan_avx2(cb, opt.generic);
+    case Isa::neon: return scan_neon(cb, opt.generic);
     default: return scan_scalar(cb, opt.generic);
   }
 }

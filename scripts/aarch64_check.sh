@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Release check for the edge box: chain-sdk on AArch64 (a Jetson's CPU), under qemu-user emulation
+# in an arm64 Debian root file system, from a bare x86-64 Debian machine (as root: apt, chroot).
+#
+#   1. host tools: qemu-user-static + binfmt-support (arm64 binaries run through qemu), mmdebstrap
+#   2. an arm64 Debian root file system with python3, g++ and cmake (built once, then cached)
+#   3. on the host, meanwhile, in the x86-64 dev venv (`make install`, Python 3.11): the default
+#      model exported to ONNX and the codes it gives the sample clips (scripts/reference_codes.sh)
+#   4. in the root file system, meanwhile: a venv and `pip install ".[cpu]"` of this checkout, which builds
+#      cpp_ext natively for aarch64 (NEON kernels); test tools pytest, hypothesis, imageio-ffmpeg, onnx
+#   5. the runtime tests there (kernels and index, video, onnxruntime backend, encoder and CLI on the
+#      exported default model against the reference codes); the last line is pytest's summary.
+#
+# Nothing of the GPU side runs here (no CUDA, TensorRT, DLA or NVDEC under qemu): see docs/jetson.md.
+# Known blocker (docs/jetson.md): under Debian 12's qemu 7.2 the onnxruntime aarch64 wheel segfaults
+# on import, so the onnxruntime/Encoder/CLI tests need a newer qemu or a real aarch64 machine.
+# Slow: on the loaded 2-core dev VM the root file system alone took 70 minutes and the emulated
+# venv more than 9 (docs/jetson.md), so this is the release check rather than part of .ci/run. Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
+# (default ~/.cache/chain-sdk/aarch64); delete rootfs/ there to rebuild the root file system.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${CHAIN_SDK_AARCH64_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chain-sdk/aarch64}
+SUITE=${CHAIN_SDK_AARCH64_SUITE:-bookworm}
+MIRROR=${CHAIN_SDK_AARCH64_MIRROR:-http://deb.debian.org/debian}
+ROOTFS=$CACHE/rootfs
+start=$(date +%s)
+step() { printf '\n== [%4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
+
+step "host tools (qemu-user-static, binfmt-support, mmdebstrap)"
+if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    qemu-user-static binfmt-support mmdebstrap arch-test ca-certificates
+fi
+# Containers often start without binfmt_misc mounted; the kernel needs it to hand arm64 ELF to qemu.
+mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+arch-test arm64 >/dev/null || { echo "arm64 binaries do not run here (binfmt/qemu)" >&2; exit 1; }
+
+mkdir -p "$CACHE"
+step "reference on the host, in the background: exported default model, the sample clips' codes"
+"$ROOT/scripts/reference_codes.sh" "$CACHE/reference" > "$CACHE/reference.log" 2>&1 &
+reference=$!
+
+step "arm64 root file system ($SUITE) in $ROOTFS"
+if [ ! -e "$ROOTFS/.complete" ]; then
+  rm -rf "$ROOTFS" "$ROOTFS.tmp"
+  mmdebstrap --arch=arm64 --variant=apt \
+    --include=python3,python3-venv,python3-dev,g++,cmake,make,ca-certificates \
+    "$SUITE" "$ROOTFS.tmp" "$MIRROR"
+  touch "$ROOTFS.tmp/.complete" && mv "$ROOTFS.tmp" "$ROOTFS"
+fi
+
+step "this checkout into the root file system (tracked and untracked files, not ignored ones)"
+rm -rf "$ROOTFS/src" "$ROOTFS/ref" && mkdir -p "$ROOTFS/src"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+  | (cd "$ROOT" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$ROOTFS/src"
+cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+
+# Runs a bash command as root in the arm64 root file system, in a private mount namespace: /proc,
+# /sys and /dev are unmounted when it exits, however it exits.
+in_rootfs() {
+  unshare --mount --propagation private bash -c '
+    mount -t proc proc "$0/proc" && mount --rbind /sys "$0/sys" && mount --rbind /dev "$0/dev"
+    exec chroot "$0" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
+      PIP_DISABLE_PIP_VERSION_CHECK=1 CHAIN_SDK_CACHE=/ref/cache CHAIN_SDK_TEST_MODEL_DIR=/ref/model \
+      CHAIN_SDK_TEST_REFERENCE_CODES=/ref/codes.jsonl bash -euo pipefail -c "$1"' "$ROOTFS" "$1"
+}
+
+step "in the arm64 root file system: venv, pip install \".[cpu]\" (builds cpp_ext), test tools"
+in_rootfs '
+  uname -m && python3 --version
+  rm -rf /opt/venv && python3 -m venv /opt/venv
+  /opt/venv/bin/pip install -q --upgrade pip
+  /opt/venv/bin/pip install -q "/src[cpu]" pytest hypothesis imageio-ffmpeg==0.8.1 onnx
+  # The installed package (with the compiled extension), never the checkout, is under test.
+  /opt/venv/bin/python -I -c "import chain_sdk, chain_sdk._hamming as h; print(chain_sdk.__file__, h.isa_available())"'
+
+step "waiting for the reference"
+wait "$reference" || { tail -n 30 "$CACHE/reference.log" >&2; exit 1; }
+cp -r "$CACHE/reference" "$ROOTFS/ref"
+
+step "runtime tests on aarch64"
+in_rootfs "cd /src && exec /opt/venv/bin/pytest -q -p no:cacheprovider $(grep -v '^#' "$ROOT/scripts/runtime_tests.txt" | tr '\n' ' ')"
