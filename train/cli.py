@@ -41,6 +41,17 @@ def resolve_backbone(name: str) -> Any:
     return backbone
 
 
+def split_videos(split: str | None) -> list[tuple[str, tuple[float, float]]]:
+    """(path, time range) of every source of a data split; the long film last, so that its windows
+    get donor footage from the other videos."""
+    if split is None:
+        return []
+    from chain_sdk import data
+
+    sources = sorted(data.split_sources(split), key=lambda sr: sr[0].name == "bbb.mp4")
+    return [(str(data.path(s.name)), r) for s, r in sources]
+
+
 def default_cache_dir() -> Path:
     return cache_dir() / "train-features"
 
@@ -59,6 +70,9 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--features", help="HDF5 file with dataset 'feats' (N, T, D)")
     src.add_argument("--videos", nargs="+", help="video files and/or directories of videos")
+    src.add_argument("--data-split", choices=("train",),
+                     help="the sample videos of this split of chain_sdk.data.SOURCES (`chain-sdk data fetch`), "
+                     "each with its own time range")
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     g = p.add_argument_group("model (defaults: ChainConfig; taken from the checkpoint on --resume)")
@@ -107,6 +121,10 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
     v.add_argument("--augment-draws", type=int, default=WINDOWS.draws, help="A, augmentation draws per window")
+    v.add_argument("--augment-policy", choices=("cvrl", "reupload"), default="cvrl",
+                   help="cvrl: crop/flip/jitter/grey (+ the --*-p draws); reupload: the edits of re-uploads "
+                   "(train/reupload.py: re-framing, albumentations photometric and quality, ffmpeg codec, "
+                   "donor overlays, intros, dropped frames)")
     v.add_argument("--augment-seed", type=int,
                    help="seed of the cached augmentation draws (default: --seed); fix it to compare "
                    "training seeds on the same extracted features")
@@ -186,6 +204,8 @@ def _views_from_features(args):
 def _views_from_videos(args, frames: int):
     from .data import ExtractionConfig, VideoWindowViews, build_window_cache
 
+    from .reupload import ReuploadConfig
+
     backbone = resolve_backbone(args.backbone)
     config = ExtractionConfig(
         frames=frames, dense_frames=args.dense_frames, fps=args.fps,
@@ -194,8 +214,10 @@ def _views_from_videos(args, frames: int):
         draws=args.augment_draws, seed=args.seed if args.augment_seed is None else args.augment_seed,
         crop_borders=not args.no_crop_borders,
         spatial=SpatialAugmentConfig(grey_p=args.grey_p, blur_p=args.blur_p,
-                                     letterbox_p=args.letterbox_p, overlay_p=args.overlay_p))
-    windows = build_window_cache(args.videos, backbone, config, args.cache_dir or default_cache_dir())
+                                     letterbox_p=args.letterbox_p, overlay_p=args.overlay_p),
+        reupload=ReuploadConfig() if args.augment_policy == "reupload" else None)
+    windows = build_window_cache(list(args.videos or []) + split_videos(args.data_split), backbone, config,
+                                 args.cache_dir or default_cache_dir())
     info = {"name": backbone.name, "feature_dim": int(backbone.feature_dim),
             "input_size": list(backbone.input_size)}
     return VideoWindowViews(windows, frames, args.temporal_crop), info
@@ -218,10 +240,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         views, backbone = _views_from_videos(args, frames)
     model_config = _model_config(args, views.frames, views.feature_dim)
     train_config = _train_config(args)
-    train_config.extra = {"source": args.features or args.videos,
+    train_config.extra = {"source": args.features or args.videos or f"chain_sdk.data split {args.data_split}",
                           "time_range": args.time_range, "segment": args.segment, "hop": getattr(args, "hop", None),
                           "augment_seed": getattr(args, "augment_seed", None)}
-    if args.videos:
+    if not args.features:
+        train_config.extra["augment_policy"] = args.augment_policy
         train_config.extra["augmentation"] = {k: getattr(args, k) for k in AUGMENT_ARGS}
         train_config.extra["crop_borders"] = not args.no_crop_borders
     trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)

@@ -1,34 +1,40 @@
-"""The near-duplicate retrieval set: 10-second film segments, distractors and edited query copies.
+"""The near-duplicate retrieval set: 10-second segments, distractors and edited query copies.
 
 Everything is cut from the real sample videos of `chain_sdk.data` with the static ffmpeg that
 imageio-ffmpeg ships, deterministically, into `cache_dir()/retrieval/videos`. A file's name
 carries a hash of its full recipe (source checksum, times, filter graph, encoder arguments,
 ffmpeg build), so changing any of them makes a new file and re-runs reuse finished ones.
 
-Splits (film = `bbb.mp4`, Big Buck Bunny, 596 s):
+Splits follow `chain_sdk.data.SOURCES` (by source and by time; cartoon, CG and live action):
 
-- train: film 0-240 s plus the small clips. Only used to fit PCA (and, by the lead, CHAIN).
-- dev: evaluation segments are 10 s windows of film 240-300 s with a 5 s hop; the distractors
-  are the 10 s windows of film 0-240 s and the small clips. The held-out part of the film is kept
-  out of the dev database too, so nothing tuned on dev has seen it.
-- heldout: evaluation segments are 10 s windows of film 300-590 s (no overlap); the distractors
-  are the 10 s windows of film 0-300 s and the small clips.
+- dev: evaluation segments are 10 s windows of the dev sources (film 240-300 s with a 5 s hop,
+  so overlapping originals are hard negatives; Sintel 20-36 s; whole live-action clips that no
+  training run sees), `DEV_DRAWS` queries per edit family each;
+- heldout: 10 s windows of film 300-590 s (no overlap), Sintel 36-52 s and the held-out clips,
+  `HELDOUT_DRAWS` queries per family;
+- distractors: 10 s windows of every training source (film 0-240 s every 5 s), and for
+  held-out also the dev sources. Other videos pasted into a query (picture-in-picture, logos,
+  intros) are distractors of the same split, so they are in the database too.
+
+The queries are ffmpeg filter graphs of `benchmarks.retrieval.edits` (other code and other
+parameters than the training augmentation; `pip` and `rotate` are never used in training).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import subprocess
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmarks.retrieval import edits
 from chain_sdk import data
 
 log = logging.getLogger(__name__)
@@ -36,16 +42,16 @@ log = logging.getLogger(__name__)
 FILM = "bbb.mp4"
 FILM_DURATION_S = 596.0
 SEGMENT_S = 10.0
-TRAIN_END_S = 240.0
-DEV_RANGE_S = (240.0, 300.0)
-HELDOUT_RANGE_S = (data.HELD_OUT_FROM_S, FILM_DURATION_S)
+TRAIN_END_S = data.DEV_FROM_S
 SPLITS = ("dev", "heldout")
+DEV_DRAWS = 3  # queries per edit family and evaluation segment
+HELDOUT_DRAWS = 2
+EVAL_HOP_S = {"dev": 5.0, "heldout": 10.0}  # film and Sintel windows of the evaluation segments
+DISTRACTOR_HOP_S = 5.0
 
-# Encoder settings: originals near-lossless, edited copies at a typical upload quality.
+# Encoder settings: originals near-lossless, at most 320 px wide like the queries.
 ORIGINAL_ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p")
-QUERY_ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p")
-LOW_BITRATE_ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-b:v", "150k", "-maxrate", "150k",
-                      "-bufsize", "300k", "-pix_fmt", "yuv420p")
+ORIGINAL_GRAPH = "[0:v]scale='min(iw,320)':-2,setsar=1[out]"
 
 
 @dataclass(frozen=True)
@@ -57,19 +63,9 @@ class Clip:
     start: float = 0.0
     duration: float | None = SEGMENT_S
 
-
-@dataclass(frozen=True)
-class Edit:
-    """One query transformation: an ffmpeg filter graph plus encoder arguments.
-
-    `shift` moves the cut earlier in the source (the time-shift edit), `speed` plays faster.
-    """
-
-    name: str
-    description: str
-    vf: str | None = None
-    encode: tuple[str, ...] = QUERY_ENCODE
-    shift: bool = False
+    @property
+    def group(self) -> str:
+        return data.SOURCES[self.source].group
 
 
 def font_file() -> str:
@@ -77,33 +73,6 @@ def font_file() -> str:
     import matplotlib
 
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
-
-
-def _edits() -> dict[str, Edit]:
-    even = "trunc({}/2)*2"  # libx264 with yuv420p needs even sizes
-    font = font_file().replace(":", r"\:")
-    edits = (
-        Edit("reencode_half", "half size, 150 kbit/s H.264",
-             f"scale={even.format('iw/2')}:{even.format('ih/2')}", LOW_BITRATE_ENCODE),
-        Edit("crop80", "centre crop to 80% of width and height",
-             f"crop={even.format('iw*0.8')}:{even.format('ih*0.8')}"),
-        Edit("hflip", "horizontal flip", "hflip"),
-        Edit("brightness_contrast", "brightness +0.15, contrast x1.3",
-             "eq=brightness=0.15:contrast=1.3"),
-        Edit("blur", "Gaussian blur, sigma 4 px", "gblur=sigma=4"),
-        Edit("greyscale", "greyscale", "format=gray,format=yuv420p"),
-        Edit("text_overlay", "caption text on a translucent box",
-             f"drawtext=fontfile={font}:text='COPY 2026 - not original':fontsize=h/10:"
-             "fontcolor=white:box=1:boxcolor=black@0.6:x=(w-text_w)/2:y=h-text_h-h/12"),
-        Edit("letterbox", "squeezed to 75% height, black bars top and bottom",
-             f"scale=iw:{even.format('ih*0.75')},pad=iw:{even.format('ih/0.75')}:0:(oh-ih)/2"),
-        Edit("time_shift", "cut 1-2 s earlier (same length)", None, QUERY_ENCODE, shift=True),
-        Edit("speed_1.25x", "played 1.25x faster (video only)", "setpts=PTS/1.25"),
-    )
-    return {e.name: e for e in edits}
-
-
-EDITS: dict[str, Edit] = _edits()
 
 
 @dataclass(frozen=True)
@@ -114,7 +83,9 @@ class Video:
     path: Path
     role: str  # "database" or "query"
     relevant: str | None = None  # queries: key of the source original
-    edit: str | None = None
+    edit: str | None = None  # queries: the edit family
+    group: str = ""  # source group: cartoon, cg, live
+    description: str = ""  # queries: the drawn parameters
 
 
 @dataclass
@@ -129,30 +100,47 @@ class RetrievalSet:
         return np.array([index[q.relevant] for q in self.queries], dtype=np.int64)
 
 
-def film_windows(start: float, end: float, hop: float) -> list[Clip]:
-    """All whole 10 s windows of the film inside [start, end) at the given hop."""
+def source_windows(name: str, start: float, end: float, hop: float) -> list[Clip]:
+    """10 s windows of one source inside [start, end) at `hop`; a source shorter than 1.5
+    segments is one clip (the whole of it from `start`)."""
+    end = min(end, duration_s(name))
+    if end - start < 1.5 * SEGMENT_S:
+        return [Clip(f"{Path(name).stem}_{start:05.1f}s", name, start, min(SEGMENT_S, end - start))]
     starts = np.arange(start, end - SEGMENT_S + 1e-6, hop)
-    return [Clip(f"film_{s:05.1f}s", FILM, float(s)) for s in starts]
+    prefix = "film" if name == FILM else Path(name).stem
+    return [Clip(f"{prefix}_{s:05.1f}s", name, float(s)) for s in starts]
 
 
-def small_clips() -> list[Clip]:
-    return [Clip(f"clip_{Path(n).stem}", n, 0.0, SEGMENT_S) for n in data.SMALL_CLIPS]
+def duration_s(name: str) -> float:
+    """A source's duration in seconds (the film's is known; others from the container)."""
+    if name == FILM:
+        return FILM_DURATION_S
+    import cv2
+
+    cap = cv2.VideoCapture(str(data.path(name)))
+    try:
+        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return float(n / fps) if n > 0 and fps > 0 else SEGMENT_S
+
+
+def split_windows(split: str, hop: float) -> list[Clip]:
+    return [c for s, (a, b) in data.split_sources(split) for c in source_windows(s.name, a, b, hop)]
+
+
+def train_clips() -> list[Clip]:
+    """10 s windows of every training source (the distractors; PCA is fitted on them)."""
+    return split_windows("train", DISTRACTOR_HOP_S)
 
 
 def split_clips(split: str) -> tuple[list[Clip], list[Clip]]:
     """(evaluation segments, distractors) of a split."""
-    if split == "dev":
-        return film_windows(*DEV_RANGE_S, hop=5.0), film_windows(0.0, TRAIN_END_S, 10.0) + small_clips()
-    if split == "heldout":
-        evaluation = film_windows(*HELDOUT_RANGE_S, hop=10.0)
-        return evaluation, film_windows(0.0, HELDOUT_RANGE_S[0], 10.0) + small_clips()
-    raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-
-
-def shift_seconds(key: str) -> float:
-    """Deterministic per-segment shift in [1, 2] s (seeded by the segment key)."""
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    return round(float(rng.uniform(1.0, 2.0)), 2)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    evaluation = split_windows(split, EVAL_HOP_S[split])
+    distractors = train_clips() + (split_windows("dev", EVAL_HOP_S["dev"]) if split == "heldout" else [])
+    return evaluation, distractors
 
 
 def ffmpeg_exe() -> str:
@@ -161,20 +149,30 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _recipe_cmd(clip: Clip, edit: Edit | None, out: Path) -> list[str]:
-    src = data.path(clip.source)
-    start = clip.start - (shift_seconds(clip.key) if edit is not None and edit.shift else 0.0)
+def _recipe_cmd(clip: Clip, recipe: edits.Recipe | None, out: Path) -> list[str]:
+    """ffmpeg command of an original (cut from the source) or a query. A query is made from the
+    segment's published original (320 px wide, a generation of loss like any re-upload, and 4x
+    cheaper to decode than the 720p source), except a time shift, which needs the source."""
     cmd = [ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-threads", "2"]
-    if start > 0:
-        cmd += ["-ss", f"{start:.3f}"]
-    if clip.duration is not None:
-        cmd += ["-t", f"{clip.duration:.3f}"]
-    cmd += ["-i", str(src), "-an", "-sn"]
-    if edit is not None and edit.vf:
-        cmd += ["-vf", edit.vf]
-    elif edit is None and clip.source != FILM:  # cityCC0 is 720x405; libx264 yuv420p needs even sizes
-        cmd += ["-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"]
-    cmd += list(edit.encode if edit is not None else ORIGINAL_ENCODE)
+    if recipe is None or recipe.shift:
+        start = max(0.0, clip.start - (recipe.shift if recipe is not None else 0.0))
+        if start > 0:
+            cmd += ["-ss", f"{start:.3f}"]
+        if clip.duration is not None:
+            cmd += ["-t", f"{clip.duration:.3f}"]
+        cmd += ["-i", str(data.path(clip.source))]
+    else:
+        cmd += ["-i", str(_target(clip, None)[0])]
+    if recipe is not None and recipe.other is not None:
+        other_path, _ = recipe.other  # a distractor's original, in the database as well
+        if recipe.other_duration is not None:
+            cmd += ["-t", f"{recipe.other_duration:.3f}"]
+        cmd += ["-i", other_path]
+    graph = recipe.graph if recipe is not None else ORIGINAL_GRAPH
+    cmd += ["-filter_complex", graph, "-map", "[out]", "-an", "-sn"]
+    if recipe is not None and recipe.other is not None and recipe.other_duration is None:
+        cmd += ["-t", f"{clip.duration or SEGMENT_S:.3f}"]
+    cmd += list(recipe.encode if recipe is not None else ORIGINAL_ENCODE)
     return cmd + [str(out)]
 
 
@@ -182,20 +180,23 @@ def videos_dir() -> Path:
     return data.cache_dir() / "retrieval" / "videos"
 
 
-def _target(clip: Clip, edit: Edit | None) -> tuple[Path, list[str]]:
+def _target(clip: Clip, edit: edits.Recipe | None, tag: str = "orig") -> tuple[Path, list[str]]:
     placeholder = Path("OUT.mp4")
     cmd = _recipe_cmd(clip, edit, placeholder)
-    recipe = {"cmd": cmd[1:], "ffmpeg": Path(cmd[0]).name, "source_sha256": data.ASSETS[clip.source].sha256}
+    recipe = {"cmd": [str(c).replace(str(videos_dir()), "VIDEOS").replace(str(data.data_dir()), "DATA")
+                      for c in cmd[1:]],
+              "ffmpeg": Path(cmd[0]).name, "source_sha256": data.ASSETS[clip.source].sha256}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
-    name = f"{clip.key}__{edit.name if edit else 'orig'}__{digest}.mp4"
+    name = f"{clip.key}__{tag}__{digest}.mp4"
     out = videos_dir() / name
     return out, cmd[:-1] + [str(out)]
 
 
-def materialize(jobs: list[tuple[Clip, Edit | None]], *, progress: bool = True) -> list[Path]:
-    """Cut/edit every (clip, edit) into the cache (skipping finished files); returns the paths."""
+def materialize(jobs: list[tuple[Clip, edits.Recipe | None, str]] | list[tuple[Clip, None]], *,
+                progress: bool = True) -> list[Path]:
+    """Cut/edit every (clip, recipe[, tag]) into the cache (skipping finished files); returns the paths."""
     videos_dir().mkdir(parents=True, exist_ok=True)
-    targets = [_target(clip, edit) for clip, edit in jobs]
+    targets = [_target(*job) for job in jobs]
     todo = [(out, cmd) for out, cmd in targets if not out.is_file()]
     for out, cmd in tqdm(todo, desc="ffmpeg cuts and edits", unit="video", disable=not progress or not todo):
         tmp = out.with_suffix(".part.mp4")
@@ -208,28 +209,55 @@ def materialize(jobs: list[tuple[Clip, Edit | None]], *, progress: bool = True) 
     return [out for out, _ in targets]
 
 
-def build(split: str, *, edits: list[str] | None = None, limit_segments: int | None = None,
-          limit_distractors: int | None = None, progress: bool = True) -> RetrievalSet:
+def interleave(clips: list[Clip]) -> list[Clip]:
+    """Clips round-robin over their sources (first of each source, then the second, ...)."""
+    by_source: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_source.setdefault(c.source, []).append(c)
+    rounds = itertools.zip_longest(*by_source.values())
+    return [c for r in rounds for c in r if c is not None]
+
+
+def query_jobs(evaluation: list[Clip], distractors: list[Clip], families: list[str], draws: int
+               ) -> list[tuple[Clip, edits.Recipe, str]]:
+    """Every (segment, recipe, tag) of a split: `draws` recipes of each family per segment; the
+    second video of a recipe is a distractor of another source, drawn with the recipe."""
+    font = font_file().replace(":", r"\:")
+    jobs = []
+    for clip in evaluation:
+        others = [d for d in distractors if d.source != clip.source] or distractors
+        for family in families:
+            for i in range(draws):
+                pick = edits.rng_for(clip.key, family + "/other", i)
+                other = others[int(pick.integers(len(others)))]
+                recipe = edits.draw(clip.key, family, i, font=font, other=(str(_target(other, None)[0]), 0.0))
+                jobs.append((clip, recipe, f"{family}{i}"))
+    return jobs
+
+
+def build(split: str, *, edits_: list[str] | None = None, limit_segments: int | None = None,
+          limit_distractors: int | None = None, draws: int | None = None, progress: bool = True) -> RetrievalSet:
     """Materialize a split's database (originals + distractors) and its edited queries.
 
-    Database order (used to break ranking ties): film windows by start time, then the small
-    clips. Film distractors come before the evaluation originals, so a tie with one of them
-    counts against the relevant item, never for it.
+    Database order (used to break ranking ties): sources in `chain_sdk.data.SOURCES` order, each
+    by start time; distractors of the film come before the evaluation originals, so a tie with
+    one of them counts against the relevant item, never for it.
     """
     evaluation, distractors = split_clips(split)
-    if limit_segments is not None:
-        evaluation = evaluation[:limit_segments]
+    if limit_segments is not None:  # a subset that keeps every source: round-robin over sources
+        evaluation = interleave(evaluation)[:limit_segments]
     if limit_distractors is not None:
         distractors = distractors[:limit_distractors]
-    edit_names = list(edits) if edits is not None else list(EDITS)
-    unknown = sorted(set(edit_names) - set(EDITS))
+    families = list(edits_) if edits_ is not None else list(edits.FAMILIES)
+    unknown = sorted(set(families) - set(edits.FAMILIES))
     if unknown:
-        raise ValueError(f"unknown edits {unknown}; known: {sorted(EDITS)}")
-    db_clips = sorted(evaluation + distractors, key=lambda c: (c.source != FILM, c.source, c.start))
-    query_jobs = [(clip, EDITS[name]) for clip in evaluation for name in edit_names]
-    paths = materialize([(c, None) for c in db_clips] + query_jobs, progress=progress)
+        raise ValueError(f"unknown edit families {unknown}; known: {list(edits.FAMILIES)}")
+    order = {name: i for i, name in enumerate(data.SOURCES)}
+    db_clips = sorted(evaluation + distractors, key=lambda c: (order[c.source], c.start))
+    jobs = query_jobs(evaluation, distractors, families, draws or (DEV_DRAWS if split == "dev" else HELDOUT_DRAWS))
+    paths = materialize([(c, None, "orig") for c in db_clips] + jobs, progress=progress)
     db_paths, query_paths = paths[: len(db_clips)], paths[len(db_clips):]
-    database = [Video(c.key, p, "database") for c, p in zip(db_clips, db_paths)]
-    queries = [Video(f"{c.key}__{e.name}", p, "query", relevant=c.key, edit=e.name)
-               for (c, e), p in zip(query_jobs, query_paths)]
+    database = [Video(c.key, p, "database", group=c.group) for c, p in zip(db_clips, db_paths)]
+    queries = [Video(f"{c.key}__{tag}", p, "query", relevant=c.key, edit=r.family, group=c.group,
+                     description=r.description) for (c, r, tag), p in zip(jobs, query_paths)]
     return RetrievalSet(split, database, queries, [c.key for c in evaluation])

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from .windows import ExtractionConfig, Window, decode_overlapping_windows, extra
 
 log = logging.getLogger(__name__)
 
+DONOR_WINDOWS = 48  # windows of other videos kept as overlay / intro donors
+
 
 def cache_key(window: Window, config: ExtractionConfig, backbone_name: str,
               input_size: tuple[int, int], path_stat: os.stat_result) -> str:
@@ -32,39 +35,51 @@ def cache_key(window: Window, config: ExtractionConfig, backbone_name: str,
         "dense": config.dense, "draws": config.draws, "seed": config.seed,
         "short_side": config.short_side, "spatial": config.spatial.to_dict(), "v": 2,
         "crop_borders": config.crop_borders,
+        **({"reupload": config.reupload.to_dict()} if config.reupload else {}),
     }
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 
 def build_window_cache(videos: Sequence[str | os.PathLike], backbone: Any, config: ExtractionConfig,
                        cache_dir: str | os.PathLike) -> list[tuple[Window, np.ndarray]]:
-    """Decode, augment and embed every window of every video, reusing the on-disk cache."""
+    """Decode, augment and embed every window of every video, reusing the on-disk cache.
+
+    A video may be given as `(path, (start, end))` to use its own time range (the data split of
+    `chain_sdk.data.SOURCES`); a plain path uses `config.time_range`. Donor frames for the
+    re-upload overlays are the windows of OTHER videos decoded earlier in the same pass.
+    """
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     name = getattr(backbone, "name", type(backbone).__name__)
     input_size = tuple(backbone.input_size)
     results: list[tuple[Window, np.ndarray]] = []
     hits = 0
-    paths = list_videos(videos)
-    for vi, path in enumerate(tqdm(paths, desc="videos", unit="video")):
+    plain = [v for v in videos if not isinstance(v, tuple)]
+    paths = [(p, config) for p in (list_videos(plain) if plain or not videos else [])]
+    paths += [(Path(v[0]), replace(config, time_range=tuple(v[1]))) for v in videos if isinstance(v, tuple)]
+    donors: list[tuple[int, np.ndarray]] = []  # (video index, a few frames)
+    for vi, (path, vconfig) in enumerate(tqdm(paths, desc="videos", unit="video")):
         stat = path.stat()
-        probe = _cached_windows(cache, path, config, name, input_size, stat)
+        probe = _cached_windows(cache, path, vconfig, name, input_size, stat)
         if probe is not None:
             results += probe
             hits += len(probe)
             continue
         entries: list[tuple[Window, np.ndarray]] = []
-        for window, frames, _ in tqdm(decode_overlapping_windows(path, config), desc=path.name,
+        for window, frames, _ in tqdm(decode_overlapping_windows(path, vconfig), desc=path.name,
                                       unit="window", leave=False):
-            target = cache / f"{cache_key(window, config, name, input_size, stat)}.h5"
+            target = cache / f"{cache_key(window, vconfig, name, input_size, stat)}.h5"
             if target.is_file():  # extracted before under another window layout
                 feats = _read_h5(target)
             else:
-                rng = np.random.default_rng([config.seed, vi, len(entries)])
-                feats = extract_window_features(frames, backbone, config, rng)
+                rng = np.random.default_rng([vconfig.seed, vi, len(entries)])
+                feats = extract_window_features(frames, backbone, vconfig, rng,
+                                                donors=[d for v, d in donors if v != vi])
                 _write_h5(target, feats, window)
+            if vconfig.reupload is not None:
+                donors = (donors + [(vi, frames[:: max(1, len(frames) // 8)])])[-DONOR_WINDOWS:]
             entries.append((window, feats))
-        _write_index(cache, path, config, name, input_size, stat, [w for w, _ in entries])
+        _write_index(cache, path, vconfig, name, input_size, stat, [w for w, _ in entries])
         results += entries
     log.info("feature cache %s: %d windows (%d from cache)", cache, len(results), hits)
     return results

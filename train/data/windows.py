@@ -20,6 +20,7 @@ from chain_sdk.errors import DataError, EmptyVideoError, VideoOpenError
 from chain_sdk.video import crop_borders, iter_frames, segment_indices
 
 from ..augment import SpatialAugmentConfig, apply_params, draw_params
+from ..reupload import ReuploadConfig, augment_window
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ExtractionConfig:
     short_side: int = 256  # decoded frames are downscaled to this short side before cropping
     crop_borders: bool = True  # crop each window's black bars, as Encoder does before its backbone
     spatial: SpatialAugmentConfig = field(default_factory=SpatialAugmentConfig)
+    reupload: ReuploadConfig | None = None  # the re-upload policy (train/reupload.py) instead of `spatial`
 
     @property
     def dense(self) -> int:
@@ -154,16 +156,20 @@ def _downscale(frame: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def extract_window_features(frames: np.ndarray, backbone: Any, config: ExtractionConfig,
-                            rng: np.random.Generator, batch: int = 64) -> np.ndarray:
-    """[A, n, D] features of A augmentation draws of one window's dense frames."""
+                            rng: np.random.Generator, batch: int = 64,
+                            donors: list[np.ndarray] | None = None) -> np.ndarray:
+    """[A, n, D] features of A augmentation draws of one window's dense frames (`donors`:
+    frames of other training videos, for the re-upload policy's overlays and intros)."""
     import torch
 
     out_size = tuple(backbone.input_size)
     rgb = getattr(backbone, "color_order", "BGR") == "RGB"
     draws = []
     for _ in range(config.draws):
-        params = draw_params(rng, frames.shape[1], frames.shape[2], config.spatial)
-        aug = apply_params(frames, params, out_size)
+        if config.reupload is not None:
+            aug = augment_window(frames, rng, out_size, donors or [], config.reupload)
+        else:
+            aug = apply_params(frames, draw_params(rng, frames.shape[1], frames.shape[2], config.spatial), out_size)
         if rgb:
             aug = aug[..., ::-1]
         feats = []
