@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
