@@ -108,3 +108,36 @@ def test_future_version_is_refused(saved):
     corrupt(path, 8, (2).to_bytes(4, "little"))
     with pytest.raises(IndexFormatError, match="version"):
         HammingIndex.load(path)
+
+
+def test_load_during_concurrent_saves_always_sees_a_whole_file(tmp_path):
+    """Issue 13 #8: load stat-ed, read the header and mapped the sections through separate opens,
+    so a save renaming a new file over the path in between made a valid file look corrupt."""
+    import threading
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "busy.chidx"
+    sizes = (1000, 5000)
+    versions = []
+    for n in sizes:
+        index = HammingIndex(64)
+        index.add(rng.integers(0, 256, (n, 8), dtype=np.uint8))
+        versions.append(index)
+    versions[0].save(path)
+    done = threading.Event()
+
+    def saver():
+        i = 0
+        while not done.is_set():
+            versions[i % 2].save(path)
+            i += 1
+
+    thread = threading.Thread(target=saver)
+    thread.start()
+    try:
+        for _ in range(300):
+            for mmap in (True, False):
+                assert len(HammingIndex.load(path, mmap=mmap)) in sizes
+    finally:
+        done.set()
+        thread.join()
