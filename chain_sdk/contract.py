@@ -12,6 +12,7 @@ numpy/json only at import time: `onnx` / `onnxruntime` are imported lazily by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -53,6 +54,9 @@ class ModelContract:
     precision: str = "fp32"
     format_version: int = FORMAT_VERSION
     graphs: dict[str, str] = field(default_factory=dict)
+    # file name -> sha256 of each graph file, written by write_model_json and checked on read:
+    # a graph changed or damaged after export is refused instead of giving other codes.
+    sha256: dict[str, str] = field(default_factory=dict)
     root: Path | None = None  # directory it was read from (not serialised)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. engine.json's TensorRT build info
 
@@ -121,7 +125,9 @@ class ModelContract:
 
 
 def write_model_json(directory: str | os.PathLike, contract: ModelContract, name: str = MODEL_JSON) -> Path:
-    """Write the contract as `model.json` (or `engine.json`) atomically."""
+    """Write the contract as `model.json` (or `engine.json`) atomically, with the sha256 of every
+    graph file (the graphs are written first)."""
+    contract.sha256 = {f: _sha256(Path(directory) / f) for f in sorted(set(contract.graphs.values()))}
     path = Path(directory) / name
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(contract.to_dict(), indent=2) + "\n")
@@ -160,7 +166,28 @@ def read_model_dir(path: str | os.PathLike) -> ModelContract:
     absent = [f for f in contract.graphs.values() if not (root / f).is_file()]
     if absent:
         raise ModelError(f"{root}: graph files listed in {json_path.name} are missing: {absent}")
+    for f, expected in contract.sha256.items():
+        if (root / f).is_file() and _sha256(root / f) != expected:
+            raise ModelError(f"{root / f}: sha256 differs from the one {json_path.name} recorded at export "
+                             "(the file was modified or damaged); re-export the model")
     return contract
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def set_onnx_metadata(proto: Any, contract: ModelContract, doc: str) -> None:
+    """Replace an onnx ModelProto's metadata_props with the contract (strings); set its doc string."""
+    del proto.metadata_props[:]
+    for key, value in contract.metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = doc
 
 
 def read_onnx_metadata(graph_path: str | os.PathLike) -> dict[str, str]:

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from chain_sdk.models import resolve_model
+    from chain_sdk.export.onnx_export import export_cached
     from chain_sdk.train.checkpoint import save_checkpoint
     from chain_sdk.train.model import ChainConfig, ChainModel
 
@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory):
     model = ChainModel(ChainConfig(bits=64, frames=8, dim=64, depth=1, heads=2))
     ckpt = tmp_path_factory.mktemp("ckpt") / "untrained-test-t8"
     save_checkpoint(ckpt, model, training={"note": "untrained, for plumbing tests only"})
-    return str(resolve_model(ckpt))
+    return str(export_cached(ckpt))
 
 
 def test_help_lists_every_command(capsys):
