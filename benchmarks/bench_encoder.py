@@ -33,8 +33,8 @@ def bench_model() -> Path:
     import torch
 
     from chain_sdk.export.onnx_export import export_cached
-    from chain_sdk.train.checkpoint import save_checkpoint
-    from chain_sdk.train.model import ChainConfig, ChainModel
+    from chain_sdk.nn.checkpoint import save_checkpoint
+    from chain_sdk.nn.chain import ChainConfig, ChainModel
 
     torch.manual_seed(0)
     ckpt = Path(tempfile.mkdtemp()) / "bench-default-size"

@@ -29,11 +29,11 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from chain_sdk.export.backbones import get_backbone
-    from chain_sdk.export.graphs import FusedChainGraph
+    from chain_sdk.nn.backbones import get_backbone
+    from chain_sdk.nn.graphs import FusedChainGraph
     from chain_sdk.export.onnx_export import export_model
-    from chain_sdk.train.checkpoint import load_checkpoint, save_checkpoint
-    from chain_sdk.train.model import ChainConfig, ChainModel
+    from chain_sdk.nn.checkpoint import load_checkpoint, save_checkpoint
+    from chain_sdk.nn.chain import ChainConfig, ChainModel
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

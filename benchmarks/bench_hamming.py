@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from chain_sdk import _hamming
+from chain_sdk.codes import POPCOUNT8
 from chain_sdk.index import HammingIndex, mih, reference
 
 log = logging.getLogger("bench_hamming")
@@ -66,7 +67,7 @@ def timeit(fns: dict, budget_s: float, max_reps: int) -> dict:
 
 def numpy_knn(codes: np.ndarray, queries: np.ndarray, k: int):
     """The numpy peer: XOR + popcount + argpartition, one query at a time."""
-    count = np.bitwise_count if hasattr(np, "bitwise_count") else (lambda x: reference.POPCOUNT8[x])
+    count = np.bitwise_count if hasattr(np, "bitwise_count") else (lambda x: POPCOUNT8[x])
     out = []
     for q in queries:
         d = count(codes ^ q).sum(axis=1, dtype=np.int32)

@@ -40,7 +40,7 @@ from chain_sdk.errors import (
     VideoOpenError,
 )
 
-__version__ = "0.1.0"
+from chain_sdk.version import __version__
 
 # name -> module that defines it, imported on first attribute access (PEP 562)
 _LAZY = {

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# popcount of every byte value; np.bitwise_count exists only from numpy 2.0
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+#: popcount of every byte value (np.bitwise_count exists only from numpy 2.0)
+POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _as_codes(codes: object) -> np.ndarray:
@@ -82,8 +82,25 @@ def hamming_distance(a: object, b: object) -> np.ndarray | int:
     x, y = _as_codes(a), _as_codes(b)
     if x.shape[-1] != y.shape[-1]:
         raise ValueError(f"codes of different lengths: {x.shape[-1]} vs {y.shape[-1]} bytes")
-    dist = _POPCOUNT[np.bitwise_xor(x, y)].sum(axis=-1, dtype=np.int64)
+    dist = POPCOUNT8[np.bitwise_xor(x, y)].sum(axis=-1, dtype=np.int64)
     return int(dist) if np.ndim(dist) == 0 else dist
+
+
+def pairwise_hamming(queries: object, codes: object, chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """All distances int32 [nq, n] between two sets of packed codes [nq, B] and [n, B].
+
+    The one Hamming distance of the SDK (popcount of the XOR, a byte table): the numpy reference
+    of every kernel and the distance of every metric. Works in query chunks of at most
+    `chunk_bytes` of XOR, so memory stays bounded for large sets.
+    """
+    q, db = _as_codes(queries), _as_codes(codes)
+    if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
+        raise ValueError(f"code sets must be [nq, B] and [n, B] of one B, got {q.shape} and {db.shape}")
+    out = np.empty((q.shape[0], db.shape[0]), dtype=np.int32)
+    step = max(1, chunk_bytes // max(1, db.size))
+    for i in range(0, q.shape[0], step):
+        out[i:i + step] = POPCOUNT8[q[i:i + step, None, :] ^ db[None, :, :]].sum(axis=-1, dtype=np.int32)
+    return out
 
 
 @dataclass(frozen=True)

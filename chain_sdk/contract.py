@@ -12,7 +12,6 @@ numpy/json only at import time: `onnx` / `onnxruntime` are imported lazily by
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_sdk.errors import ModelError, ModelMismatchError
+from chain_sdk.files import sha256_of, write_text
 
 FORMAT = "chain-model"
 FORMAT_VERSION = 1
@@ -127,12 +127,8 @@ class ModelContract:
 def write_model_json(directory: str | os.PathLike, contract: ModelContract, name: str = MODEL_JSON) -> Path:
     """Write the contract as `model.json` (or `engine.json`) atomically, with the sha256 of every
     graph file (the graphs are written first)."""
-    contract.sha256 = {f: _sha256(Path(directory) / f) for f in sorted(set(contract.graphs.values()))}
-    path = Path(directory) / name
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(contract.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    contract.sha256 = {f: sha256_of(Path(directory) / f) for f in sorted(set(contract.graphs.values()))}
+    return write_text(Path(directory) / name, json.dumps(contract.to_dict(), indent=2) + "\n")
 
 
 def read_model_dir(path: str | os.PathLike) -> ModelContract:
@@ -167,18 +163,10 @@ def read_model_dir(path: str | os.PathLike) -> ModelContract:
     if absent:
         raise ModelError(f"{root}: graph files listed in {json_path.name} are missing: {absent}")
     for f, expected in contract.sha256.items():
-        if (root / f).is_file() and _sha256(root / f) != expected:
+        if (root / f).is_file() and sha256_of(root / f) != expected:
             raise ModelError(f"{root / f}: sha256 differs from the one {json_path.name} recorded at export "
                              "(the file was modified or damaged); re-export the model")
     return contract
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def set_onnx_metadata(proto: Any, contract: ModelContract, doc: str) -> None:

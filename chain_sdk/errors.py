@@ -58,3 +58,7 @@ class BackendUnavailableError(ChainSDKError):
 
 class IndexFormatError(ChainSDKError):
     """A Hamming index file is truncated, corrupted, foreign or of an unsupported version."""
+
+
+class DataError(ChainSDKError):
+    """Training or evaluation data (features, labels, video folders) is missing or malformed."""

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from chain_sdk.codes import pairwise_hamming
+
 TIE_ORDERS = ("stable", "published")
 DEFAULT_KS = (5, 10, 20, 40, 60, 80, 100)
 
@@ -38,15 +40,9 @@ def unpack_signs(codes: np.ndarray) -> np.ndarray:
 
 def hamming_distances(query_codes: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
     """Hamming distances [Q, N] (int32) between packed uint8 codes."""
-    q, db = unpack_signs(query_codes), unpack_signs(db_codes)
+    q, db = _check_codes(query_codes, "query codes"), _check_codes(db_codes, "database codes")
     _check_same_bits(q, db)
-    return _distances(q, db)
-
-
-def _distances(q_signs: np.ndarray, db_signs: np.ndarray) -> np.ndarray:
-    # +-1 dot products are exact small integers in float32 for bits <= 2**24.
-    bits = q_signs.shape[1]
-    return ((bits - q_signs @ db_signs.T) * 0.5).astype(np.int32)
+    return pairwise_hamming(q, db)
 
 
 def relevance(query_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
@@ -128,16 +124,16 @@ def pr_curve_by_radius(
     Returns ``(radii, precision, recall)``; precision is NaN at a radius where no query
     retrieves anything.
     """
-    q_signs, db_signs = unpack_signs(query_codes), unpack_signs(db_codes)
-    _check_same_bits(q_signs, db_signs)
-    q_labels, db_labels_m = _check_labels(query_labels, db_labels, len(q_signs), len(db_signs))
-    bits = q_signs.shape[1]
+    q, db = _check_codes(query_codes, "query codes"), _check_codes(db_codes, "database codes")
+    _check_same_bits(q, db)
+    q_labels, db_labels_m = _check_labels(query_labels, db_labels, len(q), len(db))
+    bits = q.shape[1] * 8
     prec_sum = np.zeros(bits + 1)
     prec_count = np.zeros(bits + 1)
     recall_sum = np.zeros(bits + 1)
     recall_count = 0
-    for start in range(0, len(q_signs), chunk):
-        dist = _distances(q_signs[start:start + chunk], db_signs)
+    for start in range(0, len(q), chunk):
+        dist = pairwise_hamming(q[start:start + chunk], db)
         rel = (q_labels[start:start + chunk] @ db_labels_m.T) > 0
         retrieved = np.cumsum(_histogram_rows(dist, np.ones_like(rel), bits), axis=1)
         relevant = np.cumsum(_histogram_rows(dist, rel, bits), axis=1)
@@ -170,12 +166,12 @@ def _ranked_chunks(query_codes, db_codes, query_labels, db_labels, kmax, tie_ord
         raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {tie_order!r}")
     if chunk < 1:
         raise ValueError("chunk must be >= 1")
-    q_signs, db_signs = unpack_signs(query_codes), unpack_signs(db_codes)
-    _check_same_bits(q_signs, db_signs)
-    q_labels, db_labels_m = _check_labels(query_labels, db_labels, len(q_signs), len(db_signs))
-    top = min(kmax, len(db_signs))
-    for start in range(0, len(q_signs), chunk):
-        dist = _distances(q_signs[start:start + chunk], db_signs)
+    q, db = _check_codes(query_codes, "query codes"), _check_codes(db_codes, "database codes")
+    _check_same_bits(q, db)
+    q_labels, db_labels_m = _check_labels(query_labels, db_labels, len(q), len(db))
+    top = min(kmax, len(db))
+    for start in range(0, len(q), chunk):
+        dist = pairwise_hamming(q[start:start + chunk], db)
         order = _rank(dist, top, tie_order)
         rel = (q_labels[start:start + chunk] @ db_labels_m.T) > 0
         yield np.take_along_axis(rel, order, axis=1), rel.sum(axis=1), order
@@ -215,7 +211,7 @@ def _check_codes(codes: np.ndarray, name: str) -> np.ndarray:
 
 def _check_same_bits(q: np.ndarray, db: np.ndarray) -> None:
     if q.shape[1] != db.shape[1]:
-        raise ValueError(f"query codes have {q.shape[1]} bits, database codes {db.shape[1]}")
+        raise ValueError(f"query codes have {q.shape[1] * 8} bits, database codes {db.shape[1] * 8}")
 
 
 def _as_label_matrix(labels: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from chain_sdk import __version__
+from chain_sdk.version import __version__
 from chain_sdk.errors import ModelError
 
 log = logging.getLogger(__name__)

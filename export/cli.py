@@ -174,11 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, default_command: str | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if default_command and (not args_list or args_list[0].startswith("-")):
-        args_list.insert(0, default_command)
-    args = build_parser().parse_args(args_list)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))

@@ -2,7 +2,7 @@
 
 Uses torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`): unlike the legacy
 TorchScript exporter it keeps T dynamic in the attention reshapes and does not fail under
-no_grad (deploy.md §3). Batch is dynamic in every graph and T in 1..frames. Opset 17..20:
+no_grad (docs/research/deploy.md §3). Batch is dynamic in every graph and T in 1..frames. Opset 17..20:
 >= 17 keeps LayerNorm one `LayerNormalization` op (the fp16-safe form TensorRT maps to its
 normalization layer), <= 20 because TensorRT 10.0-10.3 (JetPack 6) parse opsets up to 20.
 Weights are embedded (`external_data=False`): one self-contained file per graph that Triton,
@@ -23,11 +23,11 @@ import torch
 
 from chain_sdk.contract import MODEL_JSON, ModelContract, set_onnx_metadata, write_model_json
 from chain_sdk.errors import CheckpointError, ModelError, ModelMismatchError
+from chain_sdk.nn.checkpoint import CONFIG, WEIGHTS, load_checkpoint
 from chain_sdk.onnxbuild import BACKBONES, build_backbone
-from chain_sdk.train.checkpoint import CONFIG, WEIGHTS, load_checkpoint
 
-from .backbones import FrameBackbone, OnnxFrameBackbone, get_backbone
-from .graphs import BackboneGraph, FusedChainGraph, TemporalGraph
+from chain_sdk.nn.backbones import FrameBackbone, OnnxFrameBackbone, get_backbone
+from chain_sdk.nn.graphs import BackboneGraph, FusedChainGraph, TemporalGraph
 
 log = logging.getLogger(__name__)
 

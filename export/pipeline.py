@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
 from chain_sdk.contract import read_model_dir
 
@@ -46,30 +45,22 @@ def default_parity_videos() -> list[Path]:
     return [data.path(name) for name in data.SMALL_CLIPS]
 
 
-def torch_encoder(model_dir: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    from chain_sdk.backends.torch import TorchBackend
-
-    backend = TorchBackend(model_dir, "chain", threads=threads or None)
-    return lambda clips: backend.run({"frames": clips})["code"]
-
-
 def measure_parity(out: Path, videos: Sequence[str | os.PathLike], gates: Gates, *, clips_per_video: int,
                    threads: int, batch: int = 4) -> dict:
     """Codes of torch, fp16 and int8 vs fp32 ONNX on the same real clips, with each gate's verdict."""
-    from .verify import compare_codes, encode_all, onnx_encoder, video_clips
+    from .verify import compare_codes, encode_clips, parity_clips
 
     fp32 = read_model_dir(out / "fp32")
-    clips = video_clips(videos, fp32.frames, fp32.input_size, clips_per_video=clips_per_video)
-    reference = encode_all(onnx_encoder(fp32, threads), clips, batch)
-    candidates: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "fp16": onnx_encoder(read_model_dir(out / "fp16"), threads),
-        "int8": onnx_encoder(read_model_dir(out / "int8"), threads),
-    }
+    clips = parity_clips(videos, fp32.frames, fp32.input_size, clips_per_video=clips_per_video)
+    reference = encode_clips(out / "fp32", clips, backend="onnxruntime", threads=threads, batch=batch)
+    candidates: dict[str, tuple[Path, str]] = {"fp16": (out / "fp16", "onnxruntime"),
+                                               "int8": (out / "int8", "onnxruntime")}
     if "chain" in fp32.graphs:  # a user-supplied ONNX backbone has no torch twin
-        candidates = {"torch": torch_encoder(out / "fp32", threads), **candidates}
+        candidates = {"torch": (out / "fp32", "torch"), **candidates}
     comparisons = {}
-    for name, encode in candidates.items():
-        report = compare_codes(reference, encode_all(encode, clips, batch))
+    for name, (model_dir, backend) in candidates.items():
+        report = compare_codes(reference, encode_clips(model_dir, clips, backend=backend, threads=threads,
+                                                       batch=batch))
         gate = getattr(gates, name)
         comparisons[f"{name}_vs_fp32"] = {**asdict(report), "min_agreement": gate,
                                           "passed": report.bit_agreement >= gate}

@@ -1,7 +1,7 @@
 """fp16 and int8 variants of a model directory, made on the CPU (only the engine build needs a GPU).
 
 TensorRT 11 has no precision builder flags and no calibrators: precision lives in the ONNX
-(deploy.md §1.3). So:
+(docs/research/deploy.md §1.3). So:
 
 - **fp16**: AutoCast-style mixed precision with onnxruntime's `convert_float_to_float16`:
   float I/O kept (`keep_io_types`), accuracy-sensitive reductions kept in fp32
@@ -45,6 +45,7 @@ import numpy as np
 
 from chain_sdk.contract import ModelContract, read_model_dir, write_model_json
 from chain_sdk.errors import ModelError
+from chain_sdk.video import sample_clip
 
 log = logging.getLogger(__name__)
 
@@ -81,30 +82,13 @@ DEFAULT_INT8 = Int8Recipe()
 
 
 def sample_frames(videos: Sequence[str | os.PathLike], per_video: int, size: tuple[int, int]) -> np.ndarray:
-    """`per_video` BGR uint8 frames spread evenly over each video, resized to (H, W) with INTER_AREA."""
-    import cv2
+    """`per_video` BGR uint8 frames of each video, (H, W) = `size`, exactly as the Encoder samples
+    a clip of that length (segment centres, black bars cropped, INTER_AREA resize)."""
     from tqdm.auto import tqdm
 
-    out = []
-    for video in tqdm(videos, desc="calibration frames", leave=False):
-        cap = cv2.VideoCapture(str(video))
-        if not cap.isOpened():
-            raise ModelError(f"calibration video cannot be opened: {video}")
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or per_video
-        wanted = set(np.linspace(0, total - 1, per_video).astype(int).tolist())
-        index, got = 0, list[np.ndarray]()
-        while len(got) < len(wanted):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index in wanted:
-                got.append(cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA))
-            index += 1
-        cap.release()
-        if not got:
-            raise ModelError(f"calibration video decoded to no frames: {video}")
-        out.extend(got)
-    return np.stack(out)
+    clips = [sample_clip(video, per_video, resize=(size[1], size[0]), crop_borders=True).frames
+             for video in tqdm(videos, desc="calibration frames", leave=False)]
+    return np.concatenate(clips)
 
 
 def default_calibration_videos() -> list[Path]:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain_sdk.errors import ModelError, ModelMismatchError
-from chain_sdk.export.backbones import get_backbone
-from chain_sdk.export.backbones.efficientnet_lite import Conv2dSame, same_padding, weights_path
+from chain_sdk.nn.backbones import get_backbone
+from chain_sdk.nn.backbones.efficientnet_lite import Conv2dSame, same_padding, weights_path
 
 
 @pytest.fixture(scope="module")

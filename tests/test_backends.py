@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from chain_sdk.backends import create_backend, cuda_device_count
-from chain_sdk.backends.onnxruntime import OnnxRuntimeBackend, available_cores, parse_device
+from chain_sdk.backends.base import available_cores, parse_device
+from chain_sdk.backends.onnxruntime import OnnxRuntimeBackend
 from chain_sdk.errors import BackendUnavailableError, ModelError
 
 onnx = pytest.importorskip("onnx")
@@ -116,7 +117,13 @@ def test_bad_graph_file_and_bad_arguments(tmp_path):
     assert parse_device("cuda:1") == ("cuda", 1) and parse_device(None) == ("cpu", 0)
 
 
-def test_missing_inputs_are_named(tmp_path):
+def test_missing_and_unexpected_inputs_are_named(tmp_path):
+    """The same mistake raises the same error in every backend (Backend.check_inputs)."""
+    from chain_sdk.errors import ModelMismatchError
+
     sign_pack_graph(tmp_path / "g.onnx")
-    with pytest.raises(ValueError, match="features"):
-        create_backend("onnxruntime", tmp_path / "g.onnx").run({})
+    backend = create_backend("onnxruntime", tmp_path / "g.onnx")
+    with pytest.raises(ModelMismatchError, match="missing \\['features'\\]"):
+        backend.run({})
+    with pytest.raises(ModelMismatchError, match="unexpected \\['frames'\\]"):
+        backend.run({"features": np.zeros((1, 4, 8), np.float32), "frames": np.zeros(1)})

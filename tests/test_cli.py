@@ -18,8 +18,8 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from chain_sdk.export.onnx_export import export_cached
-    from chain_sdk.train.checkpoint import save_checkpoint
-    from chain_sdk.train.model import ChainConfig, ChainModel
+    from chain_sdk.nn.checkpoint import save_checkpoint
+    from chain_sdk.nn.chain import ChainConfig, ChainModel
 
     torch.manual_seed(1234)  # the same weights as tests/test_encoder.py: one cached export
     model = ChainModel(ChainConfig(bits=64, frames=8, dim=64, depth=1, heads=2))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from chain_sdk.codes import (
     HashCode,
@@ -13,6 +14,7 @@ from chain_sdk.codes import (
     from_hex,
     hamming_distance,
     pack_bits,
+    pairwise_hamming,
     to_bitstring,
     to_hex,
     unpack_bits,
@@ -74,3 +76,17 @@ def test_hamming_broadcasts_to_a_matrix():
 def test_bad_input_raises_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), nbytes=st.integers(1, 8))
+def test_pairwise_hamming_matches_bit_loop(data, nbytes: int) -> None:
+    codes = hnp.arrays(np.uint8, st.tuples(st.integers(0, 5), st.just(nbytes)))
+    a, b = data.draw(codes), data.draw(codes)
+    expected = [[sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(ra, rb)) for rb in b] for ra in a]
+    assert pairwise_hamming(a, b, chunk_bytes=data.draw(st.integers(1, 64))).tolist() == expected
+
+
+def test_pairwise_hamming_refuses_mixed_lengths() -> None:
+    with pytest.raises(ValueError):
+        pairwise_hamming(np.zeros((1, 8), np.uint8), np.zeros((1, 4), np.uint8))

@@ -40,8 +40,8 @@ T = 8
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """Exported once per machine: the checkpoint bytes are seeded, so the cache key repeats."""
-    from chain_sdk.train.checkpoint import save_checkpoint
-    from chain_sdk.train.model import ChainConfig, ChainModel
+    from chain_sdk.nn.checkpoint import save_checkpoint
+    from chain_sdk.nn.chain import ChainConfig, ChainModel
 
     torch.manual_seed(1234)
     model = ChainModel(ChainConfig(bits=64, frames=T, dim=64, depth=1, heads=2))
@@ -101,7 +101,7 @@ def test_onnxruntime_and_torch_give_the_same_codes(model_dir, encoder):
 
 def test_encode_batch_keeps_order_and_matches_encode(encoder):
     names = ["carphone.mp4", "bikes.mp4", "cityCC0.mpg", "carphone.mp4"]
-    codes = encoder.encode_batch([data.path(n) for n in names], progress=False)  # batch_size 3: 2 flushes
+    codes = encoder.encode_batch([data.path(n) for n in names], progress=False).codes  # batch_size 3: 2 flushes
     assert codes.shape == (4, 8)
     for name, code in zip(names, codes):
         np.testing.assert_array_equal(code, encoder.encode(data.path(name)))
@@ -128,13 +128,14 @@ def test_on_error_collect_returns_codes_positions_and_failures(encoder, mixed_in
 
 
 def test_on_error_skip_and_raise(encoder, mixed_inputs):
-    skipped = encoder.encode_batch(mixed_inputs, on_error="skip", progress=False)
-    assert skipped.shape == (2, 8)
+    with pytest.warns(DeprecationWarning):
+        skipped = encoder.encode_batch(mixed_inputs, on_error="skip", progress=False)
+    assert skipped.codes.shape == (2, 8) and len(skipped.failures) == 4
     with pytest.raises(VideoOpenError, match="missing.mp4"):
         encoder.encode_batch(mixed_inputs, on_error="raise", progress=False)
     with pytest.raises(ValueError):
         encoder.encode_batch([], on_error="ignore")
-    assert encoder.encode_batch([], progress=False).shape == (0, 8)
+    assert encoder.encode_batch([], progress=False).codes.shape == (0, 8)
 
 
 def test_stream_windows_equal_encoding_each_window(encoder, bikes):

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
+from chain_sdk.video import sample_clip
 from chain_sdk.contract import check_onnx_metadata, read_model_dir
 from chain_sdk.errors import CheckpointError, ModelError, ModelMismatchError
-from chain_sdk.train.checkpoint import save_checkpoint
-from chain_sdk.train.model import ChainConfig, ChainModel
+from chain_sdk.nn.checkpoint import save_checkpoint
+from chain_sdk.nn.chain import ChainConfig, ChainModel
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -62,23 +62,10 @@ def exported_model_dir(tmp_path_factory) -> Path:
 
 
 def real_frames(count: int, name: str = "bigbuckbunny.mp4", size: int = 224) -> np.ndarray:
-    """`count` BGR uint8 frames spread over a real sample clip, resized to size x size."""
+    """`count` BGR uint8 frames of a real sample clip at size x size, sampled as the Encoder does."""
     from chain_sdk import data
 
-    cap = cv2.VideoCapture(str(data.path(name)))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    wanted = set(np.linspace(0, total - 1, count).astype(int).tolist())
-    frames = []
-    for index in range(total):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            frames.append(cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA))
-    cap.release()
-    while len(frames) < count:  # duplicate indices from linspace on short clips
-        frames.append(frames[-1])
-    return np.stack(frames[:count])
+    return sample_clip(data.path(name), count, resize=(size, size), crop_borders=True).frames
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +75,9 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_graphs(model_dir):
-    from chain_sdk.export.backbones import get_backbone
-    from chain_sdk.export.graphs import BackboneGraph, FusedChainGraph, TemporalGraph
-    from chain_sdk.train.checkpoint import load_checkpoint
+    from chain_sdk.nn.backbones import get_backbone
+    from chain_sdk.nn.graphs import BackboneGraph, FusedChainGraph, TemporalGraph
+    from chain_sdk.nn.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(model_dir / "checkpoint")
     backbone = get_backbone("efficientnet_lite0")
@@ -106,7 +93,7 @@ def session(path: Path):
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """torch's OpenMP pool degrades badly on a shared, oversubscribed CPU (deploy.md §3.1)."""
+    """torch's OpenMP pool degrades badly on a shared, oversubscribed CPU (docs/research/deploy.md §3.1)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -229,7 +216,7 @@ def test_export_errors_are_clear(tmp_path):
 
 def test_user_onnx_backbone_with_the_contract_plugs_in(model_dir, tmp_path, frames50):
     """An ONNX backbone that declares the contract exports as backbone + temporal (no fused graph)."""
-    from chain_sdk.export.backbones import get_backbone
+    from chain_sdk.nn.backbones import get_backbone
     from chain_sdk.export.onnx_export import export_model
 
     backbone = get_backbone(model_dir / "backbone.onnx")

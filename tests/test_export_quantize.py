@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
 
 def test_fp16_model_dir_is_valid_and_agrees_with_fp32_on_real_video(model_dir, tmp_path):
     from chain_sdk.export.quantize import quantize_model
-    from chain_sdk.export.verify import compare_codes, onnx_encoder, video_clips
+    from chain_sdk.export.verify import compare_codes, encode_clips, parity_clips
 
     from chain_sdk import data
 
@@ -34,9 +34,9 @@ def test_fp16_model_dir_is_valid_and_agrees_with_fp32_on_real_video(model_dir, t
         inits = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
         assert inits, "weights should be fp16"
         assert model.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT16  # keep_io_types
-    clips = video_clips([data.path("bikes.mp4"), data.path("bigbuckbunny.mp4")], 25, (224, 224), clips_per_video=2)
-    ref = onnx_encoder(read_model_dir(model_dir), threads=1)(clips)
-    report = compare_codes(ref, onnx_encoder(contract, threads=1)(clips))
+    clips = parity_clips([data.path("bikes.mp4"), data.path("bigbuckbunny.mp4")], 25, (224, 224), clips_per_video=2)
+    ref = encode_clips(model_dir, clips, threads=1)
+    report = compare_codes(ref, encode_clips(out, clips, threads=1))
     assert report.bit_agreement >= 0.98, report
 
 
@@ -120,18 +120,17 @@ def test_int8_qdq_placement_is_what_tensorrt_expects(int8_dir):
 
 
 def test_int8_keeps_features_and_bits_of_fp32_on_unseen_real_video(model_dir, int8_dir):
-    from chain_sdk.export.verify import compare_codes, onnx_encoder, video_clips
+    from chain_sdk.export.verify import compare_codes, encode_clips, parity_clips
 
     from chain_sdk import data
 
-    clips = video_clips([data.path("bigbuckbunny.mp4"), data.path("carphone.mp4")], 25, (224, 224), clips_per_video=2)
+    clips = parity_clips([data.path("bigbuckbunny.mp4"), data.path("carphone.mp4")], 25, (224, 224), clips_per_video=2)
     frames = clips[:, ::3].reshape(-1, 224, 224, 3)  # every 3rd frame is enough for the feature check
     (ref,) = session(model_dir / "backbone.onnx").run(["features"], {"frames": frames})
     (got,) = session(int8_dir / "backbone.onnx").run(["features"], {"frames": frames})
     cosine = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     assert cosine.mean() >= INT8_MIN_MEAN_COSINE and cosine.min() >= INT8_MIN_FRAME_COSINE, cosine
-    report = compare_codes(onnx_encoder(read_model_dir(model_dir), threads=1)(clips),
-                           onnx_encoder(read_model_dir(int8_dir), threads=1)(clips))
+    report = compare_codes(encode_clips(model_dir, clips, threads=1), encode_clips(int8_dir, clips, threads=1))
     assert report.bit_agreement >= INT8_MIN_AGREEMENT, report
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from chain_sdk.train.losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
-from chain_sdk.train.model import ChainConfig, ChainModel
+from chain_sdk.nn.chain import ChainConfig, ChainModel
 
 
 def ntxent_reference(z1, z2, tau, debiased=False, tau_plus=0.1):

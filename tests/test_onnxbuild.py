@@ -110,7 +110,7 @@ def test_reader_checks_the_pinned_sha256(tmp_path):
 @pytest.mark.parametrize("color_order", ["BGR", "RGB"])
 def test_built_graph_matches_the_torch_backbone_on_real_frames(frames, name, color_order):
     torch = pytest.importorskip("torch")
-    from chain_sdk.export.backbones import get_backbone
+    from chain_sdk.nn.backbones import get_backbone
 
     reference = get_backbone(name, color_order=color_order)
     with torch.no_grad():
@@ -128,8 +128,8 @@ def test_built_graph_gives_the_codes_of_the_torch_exported_graph(frames):
     """The development path before this builder: torch's dynamo export of the same backbone.
     Same features (to float tolerance) and bit-identical default-64 codes on the sample clips."""
     torch = pytest.importorskip("torch")
-    from chain_sdk.export.backbones import get_backbone
-    from chain_sdk.export.graphs import BackboneGraph
+    from chain_sdk.nn.backbones import get_backbone
+    from chain_sdk.nn.graphs import BackboneGraph
     from chain_sdk.export.onnx_export import export_graph
     from chain_sdk.models import PACKAGED_DIR, PACKAGED_GRAPHS
 
@@ -172,7 +172,7 @@ def run_runtime_only(code: str, cache, timeout: float = 300) -> subprocess.Compl
 @pytest.mark.slow
 def test_runtime_only_encoder_builds_the_default_and_gives_the_development_code(tmp_path):
     torch = pytest.importorskip("torch")
-    from chain_sdk.export.backbones import get_backbone
+    from chain_sdk.nn.backbones import get_backbone
     from chain_sdk.models import PACKAGED_DIR, PACKAGED_GRAPHS
     from chain_sdk.video import sample_clip
 

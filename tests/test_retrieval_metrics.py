@@ -47,22 +47,11 @@ def test_ranks_match_stable_sort_reference(data, q: int, n: int) -> None:
     assert metrics.relevant_ranks(distances, relevant).tolist() == metrics.ranks_by_sorting(distances, relevant).tolist()
 
 
-@settings(max_examples=100, deadline=None)
-@given(data=st.data(), nbytes=st.integers(1, 8))
-def test_hamming_matches_bit_loop(data, nbytes: int) -> None:
-    codes = hnp.arrays(np.uint8, st.tuples(st.integers(1, 5), st.just(nbytes)))
-    a, b = data.draw(codes), data.draw(codes)
-    expected = [[sum(bin(int(x) ^ int(y)).count("1") for x, y in zip(ra, rb)) for rb in b] for ra in a]
-    assert metrics.hamming_distances(a, b).tolist() == expected
-
-
 def test_bad_shapes_raise() -> None:
     with pytest.raises(ValueError):
         metrics.relevant_ranks(np.zeros((2, 3)), np.array([0]))
     with pytest.raises(ValueError):
         metrics.relevant_ranks(np.zeros((1, 3)), np.array([3]))
-    with pytest.raises(ValueError):
-        metrics.hamming_distances(np.zeros((1, 8), np.uint8), np.zeros((1, 4), np.uint8))
 
 
 @settings(max_examples=100, deadline=None)

@@ -44,7 +44,7 @@ def test_profile_is_validated():
 
 
 def test_cache_key_changes_with_everything_that_makes_an_engine_stale():
-    from chain_sdk.export.tensorrt_build import Profile, cache_key
+    from chain_sdk.backends.engine_dir import Profile, cache_key
 
     base = ("10.13.0", "8.7", "fp16", Profile(), "chain", "sha256:1", None)
     keys = {cache_key(*base)}
@@ -58,7 +58,7 @@ def test_cache_key_changes_with_everything_that_makes_an_engine_stale():
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
 def test_clear_error_without_tensorrt(tmp_path):
     from chain_sdk.backends.tensorrt import TensorRTBackend
-    from chain_sdk.export.tensorrt_build import require_tensorrt
+    from chain_sdk.backends.engine_dir import require_tensorrt
 
     with pytest.raises(BackendUnavailableError, match="TensorRT"):
         TensorRTBackend(tmp_path)
@@ -74,8 +74,7 @@ def test_engine_bits_match_onnxruntime(tmp_path_factory):
 
     from chain_sdk.backends.tensorrt import TensorRTBackend
     from chain_sdk.export.tensorrt_build import Profile, build_engine
-    from chain_sdk.export.verify import compare_codes, onnx_encoder
-    from chain_sdk.contract import read_model_dir
+    from chain_sdk.export.verify import compare_codes, encode_clips
     from test_export import exported_model_dir, real_frames
 
     model = exported_model_dir(tmp_path_factory)
@@ -83,6 +82,6 @@ def test_engine_bits_match_onnxruntime(tmp_path_factory):
     clips = real_frames(50).reshape(2, 25, 224, 224, 3)
     with TensorRTBackend(engine) as backend:
         got = backend.run({"frames": clips})["code"]
-    ref = onnx_encoder(read_model_dir(model))(clips)
+    ref = encode_clips(model, clips, backend="onnxruntime")
     assert compare_codes(ref, got).bit_agreement >= 0.99
     assert np.asarray(got).dtype == np.uint8

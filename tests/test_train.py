@@ -11,10 +11,10 @@ import pytest
 import scipy.io
 import torch
 from chain_sdk.train import cli
-from chain_sdk.train.checkpoint import load_checkpoint
+from chain_sdk.nn.checkpoint import load_checkpoint
 from chain_sdk.train.data import FeatureViews, load_labels, open_features
 from chain_sdk.train.evaluate import encode_features
-from chain_sdk.train.model import ChainConfig
+from chain_sdk.nn.chain import ChainConfig
 from chain_sdk.train.trainer import TrainConfig, Trainer
 from safetensors.torch import load_file
 
@@ -177,7 +177,7 @@ class _RunsCode:
 def test_resume_never_unpickles_code_from_the_checkpoint(data, tmp_path):
     """Issue 13 #1: --resume ran torch.load(weights_only=False) on trainer_state.pt, so a crafted
     checkpoint directory executed code. Now: tensors and plain containers only, else CheckpointError."""
-    from chain_sdk.train.checkpoint import TRAINER_STATE, load_trainer_state
+    from chain_sdk.nn.checkpoint import TRAINER_STATE, load_trainer_state
 
     fit(data, tmp_path / "ck", "--epochs", "1", "--max-steps", "1")
     assert load_trainer_state(tmp_path / "ck")["step"] == 1  # the real state still loads

@@ -9,7 +9,7 @@ import pytest
 import torch
 from chain_sdk.train.data import FeatureViews
 from chain_sdk.train.init import pca_init, principal_axes
-from chain_sdk.train.model import ChainConfig, ChainModel
+from chain_sdk.nn.chain import ChainConfig, ChainModel
 from chain_sdk.train.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)

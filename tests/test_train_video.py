@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from chain_sdk.train import cli
-from chain_sdk.train.checkpoint import load_checkpoint
+from chain_sdk.nn.checkpoint import load_checkpoint
 from chain_sdk.train.data import (
     ExtractionConfig,
     VideoWindowViews,
@@ -139,7 +139,7 @@ def test_temporal_crop_keeps_ordered_frames_of_a_contiguous_part():
 
 
 def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
-    from chain_sdk.export import backbones
+    from chain_sdk.nn import backbones
 
     monkeypatch.setitem(backbones._REGISTRY, "test_random_cnn", lambda **kw: RandomCNN())
     out = tmp_path / "ck"

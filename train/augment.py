@@ -1,9 +1,9 @@
 """CHAIN's spatio-temporal augmentation on raw uint8 BGR frames (OpenCV + numpy).
 
-Paper facts (chain_method.md §1.1, §2.1): augmentations are applied to raw frames before the 2D
+Paper facts (docs/research/chain_method.md §1.1, §2.1): augmentations are applied to raw frames before the 2D
 CNN; temporal augmentation is segment-sampling based; spatial augmentation is temporally
 consistent (one transform for every frame of a clip, as in CVRL).
-Proposals (chain_method.md §2.3; every number is a field of `SpatialAugmentConfig`):
+Proposals (docs/research/chain_method.md §2.3; every number is a field of `SpatialAugmentConfig`):
 CVRL/SimCLR-style random resized crop (area 0.3..1, aspect 3/4..4/3), horizontal flip (p 0.5),
 colour jitter (p 0.8; brightness, contrast, saturation 0.4, hue 0.1, in random order) and
 greyscale (p 0.2). Temporal sampling is `chain_sdk.video.segment_indices` (random frame per

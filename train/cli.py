@@ -18,16 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from chain_sdk.errors import ChainSDKError, CheckpointError
+from chain_sdk.files import cache_dir
+
+from .augment import SpatialAugmentConfig
+from .config import TrainConfig
+from .data.windows import ExtractionConfig
 
 log = logging.getLogger("chain_sdk.train")
 
 ARCH_ARGS = ("bits", "frames", "dim", "depth", "heads", "dropout", "position")
 AUGMENT_ARGS = ("augment_draws", "grey_p", "blur_p", "letterbox_p", "overlay_p", "temporal_crop")
+# Defaults come from the settings classes, never written twice.
+TRAIN, SPATIAL, WINDOWS = TrainConfig(), SpatialAugmentConfig(), ExtractionConfig()
 
 
 def resolve_backbone(name: str) -> Any:
-    """The frozen frame CNN by name or ONNX path (chain_sdk.export.backbones)."""
-    from chain_sdk.export.backbones import get_backbone
+    """The frozen frame CNN by name or ONNX path (chain_sdk.nn.backbones)."""
+    from chain_sdk.nn.backbones import get_backbone
 
     backbone = get_backbone(name)
     backbone.eval()
@@ -35,10 +42,7 @@ def resolve_backbone(name: str) -> Any:
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    root = os.environ.get("CHAIN_SDK_CACHE") or Path.home() / ".cache" / "chain-sdk"
-    return Path(root) / "train-features"
+    return cache_dir() / "train-features"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,53 +70,53 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float)
     g.add_argument("--position", choices=("sinusoidal", "learned"))
     t = p.add_argument_group("optimisation")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--min-lr", type=float, default=1e-5)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=TRAIN.epochs)
+    t.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
+    t.add_argument("--lr", type=float, default=TRAIN.lr)
+    t.add_argument("--min-lr", type=float, default=TRAIN.min_lr)
+    t.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay)
+    t.add_argument("--warmup-steps", type=int, default=TRAIN.warmup_steps)
     t.add_argument("--max-steps", type=int, help="stop after this many steps in total")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init", choices=("random", "pca"), default="random",
+    t.add_argument("--seed", type=int, default=TRAIN.seed)
+    t.add_argument("--init", choices=("random", "pca"), default=TRAIN.init,
                    help="start from random weights or from the PCA-sign hash of the training "
                    "features (train/init.py)")
-    t.add_argument("--threads", type=int, default=1,
+    t.add_argument("--threads", type=int, default=TRAIN.threads,
                    help="torch.set_num_threads (default 1: on a busy 2-core machine 2 threads ran "
                    "40x slower per op; raise it on a dedicated many-core machine)")
-    t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--log-every", type=int, default=TRAIN.log_every)
     k = p.add_argument_group("tasks (ablations: --no-*)")
     k.add_argument("--no-contrastive", action="store_true")
     k.add_argument("--no-order", action="store_true")
     k.add_argument("--no-scene", action="store_true")
-    k.add_argument("--w-contrastive", type=float, default=1.0)
-    k.add_argument("--w-order", type=float, default=0.5)
-    k.add_argument("--w-scene", type=float, default=0.5)
-    k.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature")
+    k.add_argument("--w-contrastive", type=float, default=TRAIN.w_contrastive)
+    k.add_argument("--w-order", type=float, default=TRAIN.w_order)
+    k.add_argument("--w-scene", type=float, default=TRAIN.w_scene)
+    k.add_argument("--temperature", type=float, default=TRAIN.temperature, help="NT-Xent temperature")
     k.add_argument("--debiased", action="store_true", help="ConMH's debiased contrastive loss")
-    k.add_argument("--tau-plus", type=float, default=0.1)
-    k.add_argument("--code", choices=("ste", "tanh", "frame_mean"), default="ste",
+    k.add_argument("--tau-plus", type=float, default=TRAIN.tau_plus)
+    k.add_argument("--code", choices=("ste", "tanh", "frame_mean"), default=TRAIN.code,
                    help="what the contrastive loss compares")
-    k.add_argument("--order-fraction", type=float, default=1.0, help="fraction of slots shuffled")
-    k.add_argument("--scene-temperature", type=float, default=0.1)
-    k.add_argument("--scene-damping", type=float, default=0.5)
+    k.add_argument("--order-fraction", type=float, default=TRAIN.order_fraction, help="fraction of slots shuffled")
+    k.add_argument("--scene-temperature", type=float, default=TRAIN.scene_temperature)
+    k.add_argument("--scene-damping", type=float, default=TRAIN.scene_damping)
     k.add_argument("--scene-batch-negatives", action="store_true")
     f = p.add_argument_group("features input")
     f.add_argument("--view-frames", type=int, help="frames per view (default ceil(T/2))")
     v = p.add_argument_group("raw video input")
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
-    v.add_argument("--augment-draws", type=int, default=4, help="A, augmentation draws per window")
+    v.add_argument("--augment-draws", type=int, default=WINDOWS.draws, help="A, augmentation draws per window")
     v.add_argument("--augment-seed", type=int,
                    help="seed of the cached augmentation draws (default: --seed); fix it to compare "
                    "training seeds on the same extracted features")
-    v.add_argument("--grey-p", type=float, default=0.2,
+    v.add_argument("--grey-p", type=float, default=SPATIAL.grey_p,
                    help="probability of a greyscale draw (CVRL: 0.2)")
-    v.add_argument("--blur-p", type=float, default=0.0,
+    v.add_argument("--blur-p", type=float, default=SPATIAL.blur_p,
                    help="probability of a Gaussian blur draw (near-duplicate edits; default off)")
-    v.add_argument("--letterbox-p", type=float, default=0.0,
+    v.add_argument("--letterbox-p", type=float, default=SPATIAL.letterbox_p,
                    help="probability of a letterbox/pillarbox draw (near-duplicate edits; default off)")
-    v.add_argument("--overlay-p", type=float, default=0.0,
+    v.add_argument("--overlay-p", type=float, default=SPATIAL.overlay_p,
                    help="probability of a random-text overlay draw (near-duplicate edits; default off)")
     v.add_argument("--temporal-crop", type=float, default=1.0,
                    help="each view keeps a random contiguous fraction in [this, 1] of its window "
@@ -124,7 +128,7 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--fps", type=float, help="decode at most this many frames per second")
     v.add_argument("--hop", type=float, default=None,
                    help="start a window every HOP seconds (default: --segment, no overlap)")
-    v.add_argument("--segment", type=float, default=10.0,
+    v.add_argument("--segment", type=float, default=WINDOWS.segment,
                    help="window length in seconds (<= 0: whole video is one window)")
     v.add_argument("--time-range", type=float, nargs=2, metavar=("START", "END"),
                    help="film-time range in seconds kept from every video")
@@ -144,8 +148,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _model_config(args: argparse.Namespace, frames: int, feature_dim: int):
-    from .checkpoint import read_config
-    from .model import ChainConfig
+    from chain_sdk.nn.checkpoint import read_config
+    from chain_sdk.nn.chain import ChainConfig
 
     given = {name: getattr(args, name) for name in ARCH_ARGS if getattr(args, name) is not None}
     given.update(frames=frames, feature_dim=feature_dim)
@@ -160,7 +164,6 @@ def _model_config(args: argparse.Namespace, frames: int, feature_dim: int):
 
 
 def _train_config(args: argparse.Namespace):
-    from .trainer import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
@@ -181,7 +184,6 @@ def _views_from_features(args):
 
 
 def _views_from_videos(args, frames: int):
-    from .augment import SpatialAugmentConfig
     from .data import ExtractionConfig, VideoWindowViews, build_window_cache
 
     backbone = resolve_backbone(args.backbone)
@@ -202,7 +204,7 @@ def _views_from_videos(args, frames: int):
 def cmd_fit(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import read_config
+    from chain_sdk.nn.checkpoint import read_config
     from .trainer import Trainer
 
     if args.threads:

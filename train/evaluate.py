@@ -20,9 +20,9 @@ from chain_sdk import metrics
 from chain_sdk.errors import ModelMismatchError
 from chain_sdk.video import segment_indices
 
-from .checkpoint import load_checkpoint
+from chain_sdk.nn.checkpoint import load_checkpoint
 from .data import load_labels, open_features, read_feature_rows
-from .model import ChainModel
+from chain_sdk.nn.chain import ChainModel
 
 log = logging.getLogger(__name__)
 

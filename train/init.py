@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import ChainModel
+from chain_sdk.nn.chain import ChainModel
 
 TOKEN_RMS = 4.0  # typical token coordinate after `embed`, against the position table's ~0.7
 

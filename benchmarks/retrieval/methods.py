@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.retrieval.metrics import hamming_distances
+from chain_sdk.codes import pairwise_hamming as hamming_distances
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 KS = (1, 5, 10)
 
 
@@ -54,11 +55,3 @@ def summarize(ranks: np.ndarray) -> dict[str, float]:
     return out
 
 
-def hamming_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
-    """Packed uint8 codes [Q, B], [N, B] -> int32 Hamming distances [Q, N]."""
-    queries = np.asarray(queries, dtype=np.uint8)
-    database = np.asarray(database, dtype=np.uint8)
-    if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
-        raise ValueError(f"code shapes differ: {queries.shape} vs {database.shape}")
-    xor = queries[:, None, :] ^ database[None, :, :]
-    return np.unpackbits(xor, axis=2).sum(axis=2, dtype=np.int32)

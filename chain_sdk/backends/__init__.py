@@ -15,13 +15,13 @@ import logging
 import os
 from pathlib import Path
 
-from chain_sdk.backends.base import Backend
+from chain_sdk.backends.base import Backend, available_cores, parse_device
+from chain_sdk.backends.engine_dir import ENGINE_SUFFIXES
 from chain_sdk.errors import BackendUnavailableError
 
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "onnxruntime", "tensorrt", "torch")
-ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 def cuda_device_count() -> int:
@@ -53,26 +53,22 @@ def create_backend(kind: str, graph: str | os.PathLike, *, device: str | None = 
     return _create(kind, path, device, threads)
 
 
-def _create(kind: str, path: Path, device: str | None, threads: int | None) -> Backend:
+def _backend_class(kind: str) -> type[Backend]:
     if kind == "onnxruntime":
         from chain_sdk.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, device=device, threads=threads)
+        return OnnxRuntimeBackend
     if kind == "torch":
         from chain_sdk.backends.torch import TorchBackend
 
-        return TorchBackend(path.parent, path.stem, device=device, threads=threads)
-    from chain_sdk.backends.onnxruntime import parse_device
+        return TorchBackend
+    from chain_sdk.backends.tensorrt import TensorRTBackend
 
-    kind_, index = parse_device(device or "cuda")
-    if kind_ != "cuda":
-        raise BackendUnavailableError("TensorRT runs on a CUDA device only")
-    try:
-        from chain_sdk.backends.tensorrt import TensorRTBackend  # the export side's engine runner
-    except ImportError as exc:
-        raise BackendUnavailableError(f"TensorRT backend unavailable: {exc}") from exc
-    # it takes the engine directory (engine.json + one <role>.plan)
-    return TensorRTBackend(path.parent if path.suffix in ENGINE_SUFFIXES else path, device=index)
+    return TensorRTBackend
+
+
+def _create(kind: str, path: Path, device: str | None, threads: int | None) -> Backend:
+    return _backend_class(kind)(path, device=device, threads=threads)
 
 
 def _auto(path: Path, device: str | None, threads: int | None) -> Backend:
@@ -102,4 +98,4 @@ def _auto(path: Path, device: str | None, threads: int | None) -> Backend:
     raise BackendUnavailableError("no backend can run " + str(path) + ": " + "; ".join(reasons))
 
 
-__all__ = ["KINDS", "Backend", "create_backend", "cuda_device_count"]
+__all__ = ["KINDS", "Backend", "available_cores", "create_backend", "cuda_device_count", "parse_device"]

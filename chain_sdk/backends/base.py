@@ -1,15 +1,38 @@
 """The one interface every inference backend implements (Polygraphy-style runners).
 
-A backend wraps one graph (or engine) with named inputs and outputs. It is created for a
-device and fails at construction, with `BackendUnavailableError`, when it cannot actually run
-there: selection probes by creating backends, never by checking what is installed.
+A backend wraps one graph (or engine) with named inputs and outputs. Every backend is built the
+same way, `Backend(graph_path, *, device=None, threads=None)`, and fails at construction, with
+`BackendUnavailableError`, when it cannot actually run there: selection probes by creating
+backends, never by checking what is installed. The same mistake raises the same error in every
+backend: an unknown device string `ValueError`, missing or unexpected inputs
+`ModelMismatchError`, a graph file that cannot be loaded `ModelError`.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from chain_sdk.errors import ModelMismatchError
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_device(device: str | None) -> tuple[str, int]:
+    """'cpu' | 'cuda' | 'cuda:N' (None = 'cpu') -> (kind, index)."""
+    text = (device or "cpu").lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return kind, int(index or 0)
 
 
 class Backend(ABC):
@@ -29,6 +52,13 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def check_inputs(self, inputs: dict[str, object]) -> None:
+        """Refuse (ModelMismatchError) inputs whose names are not exactly the graph's."""
+        missing, unexpected = set(self._inputs) - set(inputs), set(inputs) - set(self._inputs)
+        if missing or unexpected:
+            raise ModelMismatchError(f"{self!r} takes inputs {self._inputs}; missing {sorted(missing)}, "
+                                     f"unexpected {sorted(unexpected)}")
 
     def close(self) -> None:
         """Release sessions, engines and device memory. Safe to call twice."""

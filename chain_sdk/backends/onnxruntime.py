@@ -1,7 +1,7 @@
 """ONNX Runtime backend, CPU or CUDA execution provider.
 
 CUDA is verified after the session is created: onnxruntime-gpu lists CUDAExecutionProvider even
-without a GPU or without the CUDA libraries, and then silently runs on CPU (deploy.md §2). A
+without a GPU or without the CUDA libraries, and then silently runs on CPU (docs/research/deploy.md §2). A
 session asked for CUDA that did not get it raises BackendUnavailableError instead.
 """
 
@@ -13,27 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from chain_sdk.backends.base import Backend
+from chain_sdk.backends.base import Backend, available_cores, parse_device
 from chain_sdk.errors import BackendUnavailableError, ModelError
 
 log = logging.getLogger(__name__)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def parse_device(device: str | None) -> tuple[str, int]:
-    """'cpu' | 'cuda' | 'cuda:N' (None = 'cpu') -> (kind, index)."""
-    text = (device or "cpu").lower()
-    kind, _, index = text.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return kind, int(index or 0)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -82,9 +65,7 @@ class OnnxRuntimeBackend(Backend):
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = set(self._inputs) - set(inputs)
-        if missing:
-            raise ValueError(f"missing inputs {sorted(missing)} for {self.graph_path.name}")
+        self.check_inputs(inputs)
         results = self._session.run(self._outputs, {k: inputs[k] for k in self._inputs})
         return dict(zip(self._outputs, results))
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from chain_sdk.backends.base import Backend
-from chain_sdk.errors import EngineError
+from chain_sdk.backends.base import Backend, parse_device
+from chain_sdk.backends.engine_dir import ENGINE_SUFFIXES, check_engine_dir, cuda_runtime, require_tensorrt
+from chain_sdk.errors import BackendUnavailableError, EngineError
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,20 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, engine_dir: str | os.PathLike, *, device: int = 0) -> None:
-        from chain_sdk.export.tensorrt_build import check_engine_dir, cuda_runtime, require_tensorrt
-
+    def __init__(self, graph_path: str | os.PathLike, *, device: str | None = None,
+                 threads: int | None = None) -> None:
+        """`graph_path`: an engine directory or its `<role>.plan`; `device`: "cuda[:N]"
+        (`threads` is accepted for the common constructor shape; TensorRT runs on the GPU)."""
+        kind, index = parse_device(device or "cuda")
+        if kind != "cuda":
+            raise BackendUnavailableError("TensorRT runs on a CUDA device only")
+        path = Path(graph_path)
+        engine_dir = path.parent if path.suffix in ENGINE_SUFFIXES else path
         require_tensorrt()
         import tensorrt as trt
 
         cudart = cuda_runtime()
-        _check(cudart.cudaSetDevice(device), "cudaSetDevice")
+        _check(cudart.cudaSetDevice(index), "cudaSetDevice")
         self.contract = check_engine_dir(engine_dir)
         role, plan_name = next(iter(self.contract.graphs.items()))
         self.role = role
@@ -115,9 +122,7 @@ class TensorRTBackend(Backend):
         from cuda.bindings import runtime as cudart
 
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        missing = set(self._inputs) - set(inputs)
-        if missing:
-            raise EngineError(f"missing inputs {sorted(missing)}; the engine takes {self._inputs}")
+        self.check_inputs(inputs)
         for name in self._inputs:
             array, buffer = inputs[name], self._buffers[name]
             shape = tuple(int(d) for d in array.shape)

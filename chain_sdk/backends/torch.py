@@ -10,23 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from chain_sdk.backends.base import Backend
+from chain_sdk.backends.base import Backend, parse_device
 from chain_sdk.errors import BackendUnavailableError, ModelError
 
 
 class TorchBackend(Backend):
-    """The torch module of one graph role ("backbone", "temporal" or "chain") of a model dir."""
+    """The torch module of one graph of a model directory, rebuilt from its `checkpoint/`:
+    `graph_path` names the graph (`MODEL/chain.onnx`; its stem is the role: backbone, temporal
+    or chain) whether or not the ONNX file itself exists."""
 
     name = "torch"
 
-    def __init__(self, model_dir: str | os.PathLike, role: str, *, device: str | None = None,
+    def __init__(self, graph_path: str | os.PathLike, *, device: str | None = None,
                  threads: int | None = None) -> None:
+        model_dir, role = Path(graph_path).parent, Path(graph_path).stem
+        if role not in ("backbone", "temporal", "chain"):
+            raise ModelError(f"{graph_path}: not a graph of a model directory (backbone, temporal or chain)")
+        kind, index = parse_device(device)
         try:
             import torch
 
-            from chain_sdk.export import graphs
-            from chain_sdk.export.backbones import get_backbone
-            from chain_sdk.train.checkpoint import load_checkpoint
+            from chain_sdk.nn import graphs
+            from chain_sdk.nn.backbones import get_backbone
+            from chain_sdk.nn.checkpoint import load_checkpoint
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"the torch backend needs torch and the export code ({exc}); "
@@ -37,7 +43,7 @@ class TorchBackend(Backend):
         checkpoint = Path(model_dir) / "checkpoint"
         if not checkpoint.is_dir():
             raise ModelError(f"{model_dir}: no checkpoint/ directory, so torch cannot rebuild the model")
-        dev = torch.device(device or "cpu")
+        dev = torch.device(f"cuda:{index}" if kind == "cuda" else "cpu")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("torch has no usable CUDA device here")
         if threads:
@@ -49,10 +55,8 @@ class TorchBackend(Backend):
             backbone = get_backbone(contract.backbone, color_order=contract.color_order)
             if role == "backbone":
                 module = graphs.BackboneGraph(backbone)
-            elif role == "chain":
-                module = graphs.FusedChainGraph(backbone, model)
             else:
-                raise ValueError(f"unknown graph role {role!r}")
+                module = graphs.FusedChainGraph(backbone, model)
         self._torch = torch
         self._module = module.to(dev).eval()
         self._device = dev
@@ -61,6 +65,7 @@ class TorchBackend(Backend):
         self._outputs = list(module.output_names)
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_inputs(inputs)
         torch = self._torch
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self._inputs]
         with torch.inference_mode():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from chain_sdk.errors import IndexFormatError
+from chain_sdk.files import atomic_write
 
 MAGIC = b"CHAINIDX"
 VERSION = 1
@@ -71,7 +71,7 @@ def _layout(bits: int, count: int) -> tuple[int, int, int, int]:
 
 def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray,
           tombstones: np.ndarray, live: int, next_id: int) -> None:
-    """Atomically write an index file (temp file + fsync + rename)."""
+    """Atomically write an index file (chain_sdk.files.atomic_write)."""
     path = Path(path)
     count = codes.shape[0]
     codes_off, ids_off, tomb_off, size = _layout(bits, count)
@@ -82,35 +82,12 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
     body = _BODY.pack(MAGIC, VERSION, bits, count, live, flags, next_id, codes_off, ids_off,
                       tomb_off, size, _crc(codes), _crc(tomb, _crc(ids)))
     header = body + _CRC.pack(_crc(body))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.ljust(PAGE, b"\0"))
-            f.write(_flat(codes).data)
-            f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
-            f.write(_flat(ids).data)
-            f.write(_flat(tomb).data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
-    except OSError:  # not every platform lets a directory be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        f.write(header.ljust(PAGE, b"\0"))
+        f.write(_flat(codes).data)
+        f.write(b"\0" * (ids_off - codes_off - codes.nbytes))
+        f.write(_flat(ids).data)
+        f.write(_flat(tomb).data)
 
 
 def read_header(path: str | os.PathLike) -> Header:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,8 @@ class HammingIndex:
         return s.n - s.dead
 
     def len(self) -> int:
-        """Number of live (not removed) codes."""
+        """Deprecated: use `len(index)` (the number of live, not removed, codes)."""
+        warnings.warn("HammingIndex.len() is deprecated; use len(index)", DeprecationWarning, stacklevel=2)
         return len(self)
 
     @property

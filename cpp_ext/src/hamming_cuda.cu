@@ -1,4 +1,4 @@
-// CUDA Hamming search. Design (see docs in chain_sdk/index/cuda.py):
+// CUDA Hamming search (bound by cuda_bindings.cpp; the contract is chain_sdk/index/reference.py). Design:
 //  * every pass is a grid over the database, so one query uses the whole GPU; blocks hold a tile of
 //    queries in shared memory and test every database code they read against the whole tile;
 //  * k-selection by histogram: distances are integers 0..bits, so pass 1 builds a per-query

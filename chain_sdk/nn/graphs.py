@@ -8,7 +8,7 @@ torch backend runs for parity and debugging).
 | `FusedChainGraph` | `frames` uint8 [B, T, H, W, 3]     | `code`, `logits` as above                         |
 
 Bits are `logit >= 0` (a zero logit is a 1 bit; never `Sign`, whose Sign(0) = 0 is a third value)
-and are packed MSB-first (`numpy.packbits` order) with `pack_bits`' multiply-and-sum, because
+and are packed MSB-first (`numpy.packbits` order) with `pack_bits_torch`'s multiply-and-sum, because
 TensorRT's ONNX parser supports neither `BitShift` nor the `Bitwise*` ops. `logits` are the video
 logits (mean of the frame logits): kept as a float output so engines can be validated.
 T may be anything from 1 to the checkpoint's `frames` (the position table is sliced).
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from chain_sdk.errors import ModelMismatchError
-from chain_sdk.train.model import ChainModel, pack_bits
+from chain_sdk.nn.chain import ChainModel, pack_bits_torch
 
 from .backbones import FrameBackbone, TorchFrameBackbone
 
@@ -57,7 +57,7 @@ class TemporalGraph(nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(features).video_logits
-        return pack_bits(logits >= 0), logits
+        return pack_bits_torch(logits >= 0), logits
 
 
 class FusedChainGraph(nn.Module):

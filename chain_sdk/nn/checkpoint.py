@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from chain_sdk import __version__
+from chain_sdk.version import __version__
 from chain_sdk.errors import CheckpointError
+from chain_sdk.files import atomic_path, sha256_of, write_text
 
-from .model import ChainConfig, ChainModel
+from .chain import ChainConfig, ChainModel
 
 FORMAT = "chain-checkpoint"
 FORMAT_VERSION = 1
@@ -35,7 +36,8 @@ def save_checkpoint(
     backbone: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights and config atomically enough for a crash not to leave a mixed pair."""
+    """Write weights, then config (each atomically). The config records the weights' sha256 and
+    loading checks it, so a crash between the two renames is detected, never a mixed pair."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     backbone_info = dict(backbone or DEFAULT_BACKBONE)
@@ -50,11 +52,10 @@ def save_checkpoint(
         "sdk_version": __version__,
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp_weights, tmp_config = out / (WEIGHTS + ".tmp"), out / (CONFIG + ".tmp")
-    save_file(state, str(tmp_weights))
-    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp_weights, out / WEIGHTS)
-    os.replace(tmp_config, out / CONFIG)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    config["weights_sha256"] = sha256_of(out / WEIGHTS)
+    write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     return out
 
 
@@ -87,6 +88,10 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[ChainModel, dict[str,
     weights = Path(directory) / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{directory}: no {WEIGHTS}")
+    recorded = config.get("weights_sha256")  # absent in checkpoints written before it existed
+    if recorded is not None and sha256_of(weights) != recorded:
+        raise CheckpointError(f"{weights}: sha256 differs from the one {CONFIG} records "
+                              "(a write was interrupted, or the files come from two checkpoints)")
     model = ChainModel(ChainConfig.from_dict(config["model"]))
     try:
         state = load_file(str(weights))
@@ -109,9 +114,8 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[ChainModel, dict[str,
 
 
 def save_trainer_state(directory: str | os.PathLike, state: dict[str, Any]) -> None:
-    path = Path(directory) / TRAINER_STATE
-    torch.save(state, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
+    with atomic_path(Path(directory) / TRAINER_STATE) as tmp:
+        torch.save(state, tmp)
 
 
 def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any] | None:

@@ -15,20 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from chain_sdk.codes import from_hex, hamming_distance, to_hex
 from chain_sdk.errors import ChainSDKError
+from chain_sdk.files import write_text
+
+from .demo import run_demo
+from .formats import OUT_FORMATS, read_codes, rows_of, write_codes
 
 log = logging.getLogger("chain_sdk.cli")
-
-OUT_FORMATS = (".npy", ".jsonl", ".parquet")
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
 
 
@@ -127,12 +123,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     enc = _encoder(args)
     on_error = "raise" if args.fail_fast else "collect"
-    result = enc.encode_batch(args.videos, on_error=on_error, progress=not args.no_progress)
-    if on_error == "raise":
-        codes, indices, failures = result, np.arange(len(args.videos)), []
-    else:
-        codes, indices, failures = result
-    rows = _rows(args.videos, codes, indices, failures)
+    codes, indices, failures = enc.encode_batch(args.videos, on_error=on_error, progress=not args.no_progress)
+    rows = rows_of(args.videos, codes, indices, failures)
     write_codes(out, rows, enc.bits)
     print(f"encoded {len(codes)} of {len(args.videos)} videos ({enc.bits} bits) -> {out}")
     if failures:
@@ -142,63 +134,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
-
-
-def _rows(videos: list[str], codes: np.ndarray, indices: np.ndarray, failures: list) -> list[dict]:
-    rows: list[dict[str, Any]] = [{} for _ in videos]
-    for code, i in zip(codes, indices.tolist()):
-        rows[i] = {"index": i, "path": videos[i], "code": to_hex(code)}
-    for f in failures:
-        rows[f.index] = {"index": f.index, "path": videos[f.index], "error": str(f.error),
-                         "error_type": type(f.error).__name__}
-    return rows
-
-
-def write_codes(out: Path, rows: list[dict], bits: int) -> None:
-    ok = [r for r in rows if "code" in r]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        codes = np.stack([from_hex(r["code"]) for r in ok]) if ok else np.zeros((0, bits // 8), np.uint8)
-        np.save(out, codes)
-        sources = out.with_suffix(".sources.txt")
-        sources.write_text("".join(r["path"] + "\n" for r in ok))
-    elif out.suffix == ".jsonl":
-        with open(out, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-    else:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ChainSDKError(f"writing .parquet needs pyarrow ({exc}): pip install pyarrow") from exc
-        table = pa.table({
-            "index": [r["index"] for r in rows],
-            "path": [r["path"] for r in rows],
-            "code": [bytes(from_hex(r["code"])) if "code" in r else None for r in rows],
-            "error": [r.get("error") for r in rows],
-        })
-        pq.write_table(table, out)
-
-
-def read_codes(path: Path) -> tuple[np.ndarray, list[str]]:
-    """(codes [N, bytes], sources) of the rows that have a code, from any `encode` output."""
-    if path.suffix == ".npy":
-        codes = np.load(path)
-        sources_file = path.with_suffix(".sources.txt")
-        sources = sources_file.read_text().splitlines() if sources_file.is_file() else [str(i) for i in range(len(codes))]
-        return codes, sources
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        ok = [r for r in rows if "code" in r]
-        return np.stack([from_hex(r["code"]) for r in ok]), [r["path"] for r in ok]
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path).to_pylist()
-        ok = [r for r in table if r["code"] is not None]
-        return np.stack([np.frombuffer(r["code"], np.uint8) for r in ok]), [r["path"] for r in ok]
-    raise ChainSDKError(f"{path}: codes must be .npy, .jsonl or .parquet")
 
 
 # ---------------------------------------------------------------------- data / index / search
@@ -224,8 +159,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = HammingIndex(codes.shape[1] * 8)
     ids = index.add(codes)
     index.save(args.out)
-    Path(str(args.out) + ".sources.json").write_text(
-        json.dumps({str(i): s for i, s in zip(ids.tolist(), sources)}, indent=0))
+    write_text(str(args.out) + ".sources.json",
+               json.dumps({str(i): s for i, s in zip(ids.tolist(), sources)}, indent=0))
     print(f"indexed {len(index)} codes ({index.bits} bits) -> {args.out}")
     return EXIT_OK
 
@@ -251,117 +186,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if result.failures else EXIT_OK
 
 
-# ---------------------------------------------------------------------- demo
-
-DEMO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "cityCC0.mpg", "carphone.mp4")
-EDITS = {  # name -> ffmpeg video filter (_edit_frame does the same with OpenCV)
-    "flip": "hflip",
-    "crop80": "crop=trunc(iw*0.8/2)*2:trunc(ih*0.8/2)*2",
-    "halfsize": "scale=trunc(iw/4)*2:trunc(ih/4)*2",
-    "letterbox": "scale=iw:trunc(ih*3/8)*2,pad=iw:trunc(ih*2/3)*2:0:(oh-ih)/2",  # 75 % height, bars
-}
-
-
-def _ffmpeg() -> str | None:
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        return None
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def make_copy(src: Path, dst: Path, edit: str) -> Path:
-    """An edited, re-encoded copy: the static ffmpeg (libx264, CRF 28) when imageio-ffmpeg is
-    installed, else OpenCV (mp4v, the only encoder the pip wheel has)."""
-    import cv2
-
-    vf = EDITS[edit]
-    if dst.is_file():
-        return dst
-    ffmpeg = _ffmpeg()
-    tmp = dst.with_name(dst.stem + ".part" + dst.suffix)
-    if ffmpeg:
-        even = "scale=trunc(iw/2)*2:trunc(ih/2)*2"  # libx264 with 4:2:0 needs even sizes
-        done = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(src), "-vf", f"{vf},{even}",
-                               "-an", "-c:v", "libx264", "-crf", "28", "-preset", "veryfast",
-                               "-pix_fmt", "yuv420p", str(tmp)], capture_output=True, text=True)
-        if done.returncode:
-            raise ChainSDKError(f"ffmpeg could not make the {edit} copy of {src}: {done.stderr[-500:]}")
-    else:
-        from chain_sdk.video import iter_frames
-
-        writer = None
-        for frame, _ in iter_frames(src):
-            frame = _edit_frame(frame, edit)
-            if writer is None:
-                cap = cv2.VideoCapture(str(src))
-                fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-                cap.release()
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps,
-                                         (frame.shape[1], frame.shape[0]))
-            writer.write(frame)
-        if writer is not None:
-            writer.release()
-    os.replace(tmp, dst)
-    return dst
-
-
-def _edit_frame(frame: np.ndarray, edit: str) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    if edit == "flip":
-        return np.ascontiguousarray(frame[:, ::-1])
-    if edit == "crop80":
-        dh, dw = h // 10, w // 10
-        return np.ascontiguousarray(frame[dh:h - dh, dw:w - dw])
-    if edit == "letterbox":
-        squeezed = cv2.resize(frame, (w, round(h * 0.75)), interpolation=cv2.INTER_AREA)
-        bar = (h - squeezed.shape[0]) // 2
-        return cv2.copyMakeBorder(squeezed, bar, h - squeezed.shape[0] - bar, 0, 0, cv2.BORDER_CONSTANT)
-    return cv2.resize(frame, (w // 2 // 2 * 2, h // 2 // 2 * 2), interpolation=cv2.INTER_AREA)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chain_sdk import data
-
-    originals = [p for p in data.fetch(list(DEMO_CLIPS)).values()]
-    work = Path(args.workdir) if args.workdir else data.cache_dir() / "demo"
-    work.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for src in originals[:3]:
-        for edit in EDITS:
-            copies.append((src, edit, make_copy(src, work / f"{Path(src).stem}.{edit}.mp4", edit)))
-    enc = _encoder(args)
-    print(f"model: {enc.model_dir}  ({enc.bits} bits, T={enc.frames}, {enc.mode} graphs)")
-    orig_codes = enc.encode_batch(originals, progress=False)
-    copy_codes = enc.encode_batch([c for _, _, c in copies], progress=False)
-    names = [Path(p).name for p in originals]
-    print_demo_table(names, orig_codes, copies, copy_codes)
+    run_demo(_encoder(args), Path(args.workdir) if args.workdir else None)
     return EXIT_OK
-
-
-def print_demo_table(names: list[str], orig_codes: np.ndarray, copies: list, copy_codes: np.ndarray) -> None:
-    dist = np.asarray(hamming_distance(copy_codes[:, None, :], orig_codes))
-    width = max(len(n) for n in names)
-    header = f"{'copy':32s} " + " ".join(f"{n[:width]:>{width}s}" for n in names) + "   nearest"
-    print("\nHamming distance from each edited copy to each original (lower = more similar)")
-    print(header)
-    print("-" * len(header))
-    correct = 0
-    for (src, edit, path), row in zip(copies, dist):
-        nearest = int(np.argmin(row))
-        ok = names[nearest] == Path(src).name
-        correct += ok
-        cells = " ".join(f"{d:>{width}d}" for d in row.tolist())
-        print(f"{Path(path).name[:32]:32s} {cells}   {names[nearest]} {'ok' if ok else 'WRONG'}")
-    between = np.asarray(hamming_distance(orig_codes[:, None, :], orig_codes))
-    off = between[~np.eye(len(names), dtype=bool)]
-    print(f"\n{correct}/{len(copies)} copies matched their original; distances between different "
-          f"originals: min {off.min()}, median {int(np.median(off))}")
-    print("(these sample clips are part of the default model's training data; "
-          "docs/near_duplicate_report_heldout.md measures unseen film time)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

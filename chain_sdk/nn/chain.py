@@ -1,7 +1,7 @@
 """CHAIN's temporal hashing model: frame features [B, T, D] -> per-frame hash logits -> video code.
 
 What is from the CHAIN paper (ACM MM 2023) and what is a proposal of this project
-(see ../shared/research/chain_method.md; every proposal is a `ChainConfig` field):
+(see docs/research/chain_method.md; every proposal is a `ChainConfig` field):
 
 - Paper: a frozen 2D CNN gives frame features; an attention-based (transformer) temporal
   encoder models long-range dependencies; frame-level representations stay available for the
@@ -13,7 +13,7 @@ What is from the CHAIN paper (ACM MM 2023) and what is a proposal of this projec
   (a zero logit is a 1 bit, never a third value), a straight-through estimator with a
   hard-tanh window for training. Depth, width, heads and dropout are not public; the defaults
   are sized for CPU training and are proposals.
-- Proposal (frame order verification, chain_method.md §2.3): `order_head`, a Linear(dim, frames)
+- Proposal (frame order verification, docs/research/chain_method.md §2.3): `order_head`, a Linear(dim, frames)
   on each frame token that predicts the frame's original index. It lives in the model so that
   checkpoints carry it, but `forward` (the path that export traces) never touches it.
 - Proposal: `forward(features, positions)` takes optional position indices, so a clip of fewer
@@ -163,10 +163,10 @@ class ChainModel(nn.Module):
     @torch.no_grad()
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Packed uint8 codes [B, bits/8], MSB-first (numpy.packbits order)."""
-        return pack_bits(self(features).video_logits >= 0)
+        return pack_bits_torch(self(features).video_logits >= 0)
 
 
-def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+def pack_bits_torch(bits: torch.Tensor) -> torch.Tensor:
     """Pack a boolean [B, n*8] tensor MSB-first into uint8 [B, n] with plain arithmetic.
 
     Multiply-and-sum instead of bitwise ops, so the same graph exports to ONNX ops that

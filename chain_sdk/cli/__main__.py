@@ -1,0 +1,5 @@
+import sys
+
+from chain_sdk.cli.main import main
+
+sys.exit(main())
