@@ -51,11 +51,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     # The target's own suffix last: writers that pick a format by extension (OpenCV) still can.
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX + target.suffix, dir=parent)
-    os.close(fd)
     tmp = Path(name)
     try:
+        _lock(fd, blocking=True)  # held until the rename: tells remove_stale_temps this writer lives
         yield tmp
         _fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are normal files
@@ -63,7 +64,46 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     _fsync_dir(parent)
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings of `target` that killed writers left behind (SIGKILL, power
+    loss: no `except` ran). A live writer holds an exclusive lock on its temporary file until its
+    rename, so only files nobody holds are removed; returns them."""
+    import glob
+
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    removed = []
+    for tmp in parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}{glob.escape(target.suffix)}"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue  # renamed or removed meanwhile
+        try:
+            if _lock(fd, blocking=False):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _lock(fd: int, *, blocking: bool) -> bool:
+    """flock(LOCK_EX) on fd; False when not `blocking` and another process holds it. Without
+    fcntl (Windows) nothing is locked, and no temporary file is ever taken for abandoned."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain_sdk.errors import BackendUnavailableError
-from chain_sdk.index import HammingIndex, reference
+from chain_sdk.index import HammingIndex, available_isas, reference
 
 
 def ref_search(codes, ids, live, queries, k):
@@ -20,16 +20,17 @@ def ref_search(codes, ids, live, queries, k):
     return d, live_ids[p]
 
 
+@pytest.mark.parametrize("isa", available_isas())  # every kernel path this CPU has, not only "auto"
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bits=st.sampled_from([16, 32, 64, 128, 256, 24]), seed=st.integers(0, 2**31),
        n=st.integers(0, 200), k=st.integers(1, 250), nremove=st.integers(0, 150))
-def test_search_add_remove_matches_reference(bits, seed, n, k, nremove):
+def test_search_add_remove_matches_reference(isa, bits, seed, n, k, nremove):
     rng = np.random.default_rng(seed)
     cb = bits // 8
     codes = rng.integers(0, 4, (n, cb), dtype=np.uint8)  # small alphabet: many ties
     ids = rng.permutation(10 * n + 1)[:n].astype(np.int64) - 5 * n  # negative ids too
     ids[ids == -1] = 10 * n + 1  # -1 is search's "no result" id, refused by add
-    index = HammingIndex(bits)
+    index = HammingIndex(bits, isa=isa)
     for chunk in np.array_split(np.arange(n), 3):
         index.add(codes[chunk], ids[chunk])
     gone = rng.choice(ids, size=min(nremove, n), replace=False) if n else np.zeros(0, np.int64)

@@ -156,3 +156,37 @@ def test_range_search_concurrent_with_add_raises_nothing():
     for t in readers:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("isa", _hamming.isa_available())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bits=st.sampled_from([32, 64, 128]), seed=st.integers(0, 2**31), extra=st.integers(0, 4000),
+       radius=st.integers(0, 6), tail=st.integers(0, 2000), remove_every=st.integers(0, 9))
+def test_auto_range_search_above_the_mih_size_equals_reference(isa, bits, seed, extra, radius, tail,
+                                                               remove_every):
+    """HammingIndex itself where MIH switches on by its own choice (n >= MIN_CODES, small radius),
+    on every kernel path, with rows added after the tables and tombstones, against numpy."""
+    rng = np.random.default_rng(seed)
+    cb = bits // 8
+    base = rng.integers(0, 256, (40, cb), dtype=np.uint8)
+    n = mih.MIN_CODES + extra
+    codes = near_duplicates(rng, base, n + tail, 5)
+    queries = np.concatenate([near_duplicates(rng, base, 3, 2), rng.integers(0, 256, (1, cb), dtype=np.uint8)])
+    index = HammingIndex(bits, isa=isa)
+    index.add(codes[:n])
+    got = index.range_search(queries, radius)
+    uses_mih = mih.worth_building(bits, n, radius)
+    assert (index._mih is not None) == uses_mih  # the auto rule really took the MIH path
+    live = np.ones(n + tail, bool)
+    if tail:
+        index.add(codes[n:])
+    if remove_every:
+        gone = np.arange(0, n + tail, remove_every + 7)
+        index.remove(gone)
+        live[gone] = False
+    if tail or remove_every:
+        got = index.range_search(queries, radius)
+    lims, d, pos = reference.range_search(codes[live], queries, radius)
+    np.testing.assert_array_equal(got[0], lims)
+    np.testing.assert_array_equal(got[1], d)
+    np.testing.assert_array_equal(got[2], np.flatnonzero(live)[pos])  # ids are row numbers here

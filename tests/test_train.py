@@ -87,7 +87,7 @@ def test_fit_refuses_to_overwrite_and_resume_mismatch(data, tmp_path):
                 TrainConfig(epochs=1, threads=1), tmp_path / "ck").fit()
     argv = ["fit", "--features", str(data / "train.h5"), "--bits", "32", "--out",
             str(tmp_path / "ck"), "--resume"]
-    assert cli.main(argv) == 2  # bits differ from the checkpoint: a clear error, exit code 2
+    assert cli.main(argv) == 1  # bits differ from the checkpoint: a clear error, exit status 1
 
 
 def test_ablation_flags_and_spatial_warning(data, tmp_path, caplog):
@@ -187,5 +187,5 @@ def test_resume_never_unpickles_code_from_the_checkpoint(data, tmp_path):
         load_trainer_state(tmp_path / "ck")
     argv = ["fit", "--features", str(data / "train.h5"), "--bits", "16", "--batch-size", "32",
             "--out", str(tmp_path / "ck"), "--seed", "3", *SMALL, "--epochs", "1", "--resume"]
-    assert cli.main(argv) == 2  # a clear error from the CLI, and nothing ran
+    assert cli.main(argv) == 1  # a clear error from the CLI, and nothing ran
     assert not marker.exists()
