@@ -57,7 +57,7 @@ def packaged_models() -> list[str]:
 
 
 def models_cache_dir() -> Path:
-    from chain_sdk.data import cache_dir
+    from chain_sdk.files import cache_dir
 
     return cache_dir() / "models"
 
@@ -95,7 +95,8 @@ def packaged_key(source: Path) -> str:
     from chain_sdk.onnxbuild.efficientnet_lite import WEIGHTS_SHA256
 
     digest = hashlib.sha256(f"{__version__}\0{WEIGHTS_SHA256}".encode())
-    for f in sorted((source / PACKAGED_GRAPHS).iterdir()):
+    exported = source / PACKAGED_GRAPHS
+    for f in [exported / "model.json", *sorted(exported.glob("*.onnx"))]:
         digest.update(f.name.encode() + b"\0")
         with open(f, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -126,7 +127,7 @@ def assemble_packaged(source: Path, name: str) -> Path:
 
 def _assemble(source: Path, out: Path) -> None:
     from chain_sdk.contract import ModelContract, set_onnx_metadata, write_model_json
-    from chain_sdk.data import sha256_of
+    from chain_sdk.files import sha256_of
     from chain_sdk.onnxbuild import save_model
     from chain_sdk.onnxbuild.efficientnet_lite import build_backbone
 
@@ -135,14 +136,12 @@ def _assemble(source: Path, out: Path) -> None:
     data.pop("format", None)
     contract = ModelContract.from_dict(data, root=out)
     backbone_file = contract.graphs["backbone"]
-    for f in exported.iterdir():
-        if f.name == "model.json":
-            continue
-        expected = contract.sha256.get(f.name)
-        if expected is None or sha256_of(f) != expected:
-            raise ModelError(f"{f}: missing from, or differs from the sha256 in, {exported / 'model.json'} "
-                             "(a damaged install: reinstall chain-video-hash)")
-        shutil.copy2(f, out / f.name)
+    for name in sorted(set(contract.graphs.values()) - {backbone_file}):  # the shipped graphs
+        f = exported / name
+        if not f.is_file() or sha256_of(f) != contract.sha256.get(name):
+            raise ModelError(f"{f}: missing, or not the file whose sha256 {exported / 'model.json'} "
+                             "records (a damaged install: reinstall chain-video-hash)")
+        shutil.copy2(f, out / name)
     if is_checkpoint_dir(source):  # kept beside the graphs, as chain-export does (torch backend)
         (out / "checkpoint").mkdir()
         for f in CHECKPOINT_FILES:
