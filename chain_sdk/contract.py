@@ -126,8 +126,9 @@ class ModelContract:
 
 def write_model_json(directory: str | os.PathLike, contract: ModelContract, name: str = MODEL_JSON) -> Path:
     """Write the contract as `model.json` (or `engine.json`) atomically, with the sha256 of every
-    graph file (the graphs are written first)."""
-    contract.sha256 = {f: sha256_of(Path(directory) / f) for f in sorted(set(contract.graphs.values()))}
+    graph file already written (write the graphs first; read_model_dir refuses missing ones)."""
+    root = Path(directory)
+    contract.sha256 = {f: sha256_of(root / f) for f in sorted(set(contract.graphs.values())) if (root / f).is_file()}
     return write_text(Path(directory) / name, json.dumps(contract.to_dict(), indent=2) + "\n")
 
 

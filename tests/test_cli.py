@@ -142,7 +142,7 @@ def test_opencv_fallback_makes_an_edited_copy(tmp_path, monkeypatch):
     """Without imageio-ffmpeg the demo edits and writes copies with OpenCV alone."""
     from chain_sdk.video import read_frames
 
-    monkeypatch.setattr(cli, "_ffmpeg", lambda: None)
+    monkeypatch.setattr(cli.demo, "_ffmpeg", lambda: None)  # the fallback lives in chain_sdk.cli.demo
     src = data.path("carphone.mp4")
     copy = cli.make_copy(src, tmp_path / "carphone.flip.mp4", "flip")
     a, b = read_frames(src), read_frames(copy)
@@ -154,7 +154,7 @@ def test_opencv_fallback_makes_an_edited_copy(tmp_path, monkeypatch):
 def test_opencv_fallback_letterbox_keeps_the_size_and_adds_bars(tmp_path, monkeypatch):
     from chain_sdk.video import content_box, read_frames
 
-    monkeypatch.setattr(cli, "_ffmpeg", lambda: None)
+    monkeypatch.setattr(cli.demo, "_ffmpeg", lambda: None)  # the fallback lives in chain_sdk.cli.demo
     copy = read_frames(cli.make_copy(data.path("bikes.mp4"), tmp_path / "bikes.letterbox.mp4", "letterbox"))
     h, w = copy.frames.shape[1:3]
     assert (h, w) == read_frames(data.path("bikes.mp4"), max_frames=1).frames.shape[1:3]

@@ -72,19 +72,26 @@ def device(text: str) -> str:
     return text
 
 
+class TqdmHandler(logging.Handler):
+    """Writes records with tqdm.write: a log line above the progress bar, never through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def configure_logging(verbose: int, fmt: str = "%(levelname)s %(name)s: %(message)s") -> None:
     """Log lines through tqdm.write, so they never break a progress bar on the terminal."""
-    from tqdm.auto import tqdm
-
-    class TqdmHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                tqdm.write(self.format(record), file=sys.stderr)
-            except Exception:  # noqa: BLE001 - logging must never raise
-                self.handleError(record)
-
     handler = TqdmHandler()
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace what logging.basicConfig or an earlier call installed on stderr; keep other
+    # handlers (files, pytest's capture).
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, TqdmHandler) and not (
+        type(h) is logging.StreamHandler and getattr(h, "stream", None) in (sys.stderr, sys.stdout))]
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
