@@ -72,7 +72,8 @@ build_cuda_module() {
   CHAIN_SDK_CUDA=1 "$PY" -m pip install -q --no-deps -e . || return 1
   "$PY" -c "import chain_sdk._hamming_cuda as m; print('built; devices:', m.device_count())"
 }
-step "1 build CUDA module" 120 build_cuda_module
+export -f build_cuda_module
+step "1 build CUDA module" 120 bash -c build_cuda_module
 
 step "2 GPU tests (pytest)" 150 "$PY" -m pytest -q -rs -p no:cacheprovider \
   -m "gpu or tensorrt" tests/test_hamming_cuda.py tests/test_backends.py tests/test_tensorrt.py \
