@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,11 +53,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
-    # The target's own suffix last: writers that pick a format by extension (OpenCV) still can.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX + target.suffix, dir=parent)
+    # The writer's host and pid are in the name (remove_stale_temps); the target's own suffix
+    # last: writers that pick a format by extension (OpenCV) still can.
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{_host()}-{os.getpid()}.", suffix=TMP_SUFFIX + target.suffix,
+                                dir=parent)
+    os.close(fd)
     tmp = Path(name)
     try:
-        _lock(fd, blocking=True)  # held until the rename: tells remove_stale_temps this writer lives
         yield tmp
         _fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are normal files
@@ -64,46 +67,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        os.close(fd)
     _fsync_dir(parent)
 
 
 def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
     """Delete the temporary siblings of `target` that killed writers left behind (SIGKILL, power
-    loss: no `except` ran). A live writer holds an exclusive lock on its temporary file until its
-    rename, so only files nobody holds are removed; returns them."""
+    loss: no `except` ran): those written on this host by a process that no longer exists.
+    (No file lock marks a live writer: HDF5 locks the files it writes itself.) Returns them."""
     import glob
 
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
+    host = _host()
     removed = []
-    for tmp in parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}{glob.escape(target.suffix)}"):
-        try:
-            fd = os.open(tmp, os.O_RDONLY)
-        except OSError:
-            continue  # renamed or removed meanwhile
-        try:
-            if _lock(fd, blocking=False):
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-        finally:
-            os.close(fd)
+    for tmp in parent.glob(f".{glob.escape(target.name)}.{glob.escape(host)}-*{TMP_SUFFIX}{glob.escape(target.suffix)}"):
+        pid = tmp.name[len(f".{target.name}.{host}-"):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     return removed
 
 
-def _lock(fd: int, *, blocking: bool) -> bool:
-    """flock(LOCK_EX) on fd; False when not `blocking` and another process holds it. Without
-    fcntl (Windows) nothing is locked, and no temporary file is ever taken for abandoned."""
+def _alive(pid: int) -> bool:
     try:
-        import fcntl
-    except ImportError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
     return True
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
 
 
 @contextlib.contextmanager

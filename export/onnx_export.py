@@ -24,7 +24,6 @@ import torch
 from chain_sdk.contract import MODEL_JSON, ModelContract, set_onnx_metadata, write_model_json
 from chain_sdk.errors import CheckpointError, ModelError, ModelMismatchError
 from chain_sdk.nn.checkpoint import CONFIG, WEIGHTS, load_checkpoint
-from chain_sdk.onnxbuild import BACKBONES, build_backbone
 
 from chain_sdk.nn.backbones import FrameBackbone, OnnxFrameBackbone, get_backbone
 from chain_sdk.nn.graphs import BackboneGraph, FusedChainGraph, TemporalGraph
@@ -120,10 +119,9 @@ def load_backbone(name: str | os.PathLike, color_order: str) -> FrameBackbone:
 
 
 def backbone_proto(bb: FrameBackbone, opset: int) -> Any:
-    """The backbone graph: built with numpy + onnx by chain_sdk.onnxbuild for the built-in
-    backbones (the same graph the runtime builds for the packaged models), else torch-exported."""
-    if bb.name in BACKBONES:
-        return build_backbone(bb.name, color_order=bb.color_order, opset=opset, input_size=bb.input_size)
+    """The backbone graph, torch-exported. (chain_sdk.onnxbuild builds the same graph without
+    torch for the packaged defaults; chain-export keeps torch's export because the int8 recipe
+    of export/quantize.py selects the nodes it keeps in float by the names torch gives them.)"""
     h, w = bb.input_size
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
