@@ -3,9 +3,10 @@
     from chain_sdk.onnxbuild import build_backbone_file
     build_backbone_file("backbone.onnx", "efficientnet_lite0_luma")
 
-The runtime uses it to complete the packaged default models on first use; chain-export uses the
-same builder for every model's backbone.onnx, so there is one implementation of that graph. The
-torch EfficientNet-Lite0 (chain_sdk.nn) stays the reference it is tested against.
+The runtime uses it to complete the packaged default models on first use. chain-export keeps
+torch's export of the backbone (the int8 recipe of export/quantize.py picks the nodes it keeps in
+float by torch's node names); the torch EfficientNet-Lite0 (chain_sdk.nn) is the reference this
+builder is tested against (tests/test_onnxbuild.py: same features, same codes).
 """
 
 from __future__ import annotations
