@@ -32,14 +32,14 @@ CLIP_STARTS = (20, 45, 70, 95, 120, 145, 170, 195)  # seconds into the film (tra
 def bench_model() -> Path:
     import torch
 
-    from chain_sdk.models import resolve_model
+    from chain_sdk.export.onnx_export import export_cached
     from chain_sdk.nn.checkpoint import save_checkpoint
     from chain_sdk.nn.chain import ChainConfig, ChainModel
 
     torch.manual_seed(0)
     ckpt = Path(tempfile.mkdtemp()) / "bench-default-size"
     save_checkpoint(ckpt, ChainModel(ChainConfig()), training={"note": "untrained, speed only"})
-    return resolve_model(ckpt)
+    return export_cached(ckpt)
 
 
 def ten_second_clips(n: int = len(CLIP_STARTS)) -> list[Path]:

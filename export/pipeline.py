@@ -23,6 +23,7 @@ from pathlib import Path
 
 
 from chain_sdk.contract import read_model_dir
+from chain_sdk.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,8 @@ def export_all(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
     log.info("measuring parity on real video")
     parity = measure_parity(out, videos or default_parity_videos(), gates, clips_per_video=clips_per_video,
                             threads=threads)
-    (out / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
-    (out / "parity.md").write_text(parity_markdown(parity))
+    write_text(out / "parity.json", json.dumps(parity, indent=2) + "\n")
+    write_text(out / "parity.md", parity_markdown(parity))
     steps.update()
     for precision in PRECISIONS:
         role = "chain" if "chain" in read_model_dir(out / precision).graphs else "temporal"

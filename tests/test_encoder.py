@@ -33,7 +33,8 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from chain_sdk.encoder import BatchResult, Encoder  # noqa: E402
-from chain_sdk.models import default_checkpoint, resolve_model  # noqa: E402
+from chain_sdk.export.onnx_export import export_cached  # noqa: E402
+from chain_sdk.models import packaged_models, resolve_model  # noqa: E402
 
 T = 8
 
@@ -48,7 +49,7 @@ def model_dir(tmp_path_factory):
     model = ChainModel(ChainConfig(bits=64, frames=T, dim=64, depth=1, heads=2))
     ckpt = tmp_path_factory.mktemp("ckpt") / "untrained-test-t8"
     save_checkpoint(ckpt, model, training={"note": "untrained, for plumbing tests only"})
-    return resolve_model(ckpt)
+    return export_cached(ckpt)
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +62,12 @@ def bikes():
     return read_frames(data.path("bikes.mp4"))
 
 
-def test_resolve_model_exports_into_the_cache_once(model_dir):
-    again = resolve_model(model_dir / "checkpoint")  # same bytes -> same cache entry
+def test_export_cached_exports_into_the_cache_once(model_dir):
+    again = export_cached(model_dir / "checkpoint", "untrained-test-t8")  # same bytes -> same entry
     assert again == model_dir and (model_dir / "model.json").is_file()
     assert resolve_model(model_dir) == model_dir  # a model directory is used as is
+    with pytest.raises(ModelError, match="chain-export onnx --checkpoint"):
+        resolve_model(model_dir / "checkpoint")  # the runtime never exports
 
 
 def test_encode_path_equals_array_and_iterator(encoder, bikes):
@@ -191,8 +194,8 @@ def test_bad_model_arguments(tmp_path, monkeypatch):
         Encoder(tmp_path / "nope")
     with pytest.raises(ModelError, match="neither"):
         Encoder(tmp_path)
-    monkeypatch.setenv("CHAIN_SDK_DEFAULT_CHECKPOINT", str(tmp_path))
-    with pytest.raises(ModelError, match="CHAIN_SDK_DEFAULT_CHECKPOINT"):
+    monkeypatch.setenv("CHAIN_SDK_DEFAULT_MODEL", str(tmp_path))
+    with pytest.raises(ModelError, match="CHAIN_SDK_DEFAULT_MODEL"):
         Encoder()
 
 
@@ -205,11 +208,7 @@ def test_import_chain_sdk_stays_light():
 
 
 def _default_available() -> bool:
-    try:
-        default_checkpoint()
-    except ModelError:
-        return False
-    return True
+    return "default-64" in packaged_models()
 
 
 @pytest.mark.slow

@@ -233,3 +233,40 @@ def test_user_onnx_backbone_with_the_contract_plugs_in(model_dir, tmp_path, fram
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.raises(ModelMismatchError, match="contract"):
         get_backbone(tmp_path / "bare.onnx")
+
+
+def test_checkpoint_trained_on_another_backbone_variant_is_refused(tmp_path):
+    """Issue 13 #12: the backbone config.json records (name, feature size, input size) must be
+    the one exported; a checkpoint of the 224x224 CNN at another input size exported silently."""
+    from chain_sdk.export.onnx_export import export_model
+
+    small = {"bits": 16, "frames": 4, "dim": 32, "depth": 1, "heads": 2}
+    other_size = make_checkpoint(tmp_path / "ckpt256", backbone={
+        "name": "efficientnet_lite0", "feature_dim": 1280, "input_size": [256, 256]}, **small)
+    with pytest.raises(ModelMismatchError, match="input size"):
+        export_model(other_size, tmp_path / "out")
+    luma = make_checkpoint(tmp_path / "ckptluma", backbone={
+        "name": "efficientnet_lite0_luma", "feature_dim": 1280, "input_size": [224, 224]}, **small)
+    with pytest.raises(ModelMismatchError, match="name 'efficientnet_lite0_luma'"):
+        export_model(luma, tmp_path / "out", backbone="efficientnet_lite0")
+    assert not (tmp_path / "out" / "model.json").exists()
+
+
+def test_model_json_checksums_every_graph(model_dir, tmp_path):
+    """Issue 13 #12: a graph modified after export (weights edited, file damaged) was loaded."""
+    import shutil
+
+    from chain_sdk.encoder import Encoder
+
+    contract = read_model_dir(model_dir)
+    assert set(contract.sha256) == set(contract.graphs.values())
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    graph = damaged / contract.graphs["temporal"]
+    raw = bytearray(graph.read_bytes())
+    raw[-100] ^= 1  # one bit of a weight
+    graph.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="sha256"):
+        read_model_dir(damaged)
+    with pytest.raises(ModelError, match="sha256"):
+        Encoder(damaged)

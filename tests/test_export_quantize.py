@@ -181,16 +181,28 @@ def test_compare_codes_matches_a_bit_by_bit_reference():
     assert compare_codes(a, a).bit_agreement == 1.0
 
 
-def test_cli_verify_exit_codes_and_errors(model_dir, tmp_path, capsys):
+def test_cli_verify_exit_codes_and_errors(model_dir, int8_dir, tmp_path, capsys):
     from chain_sdk.export.cli import main
 
     from chain_sdk import data
 
     video = str(data.path("bikes.mp4"))
-    args = ["verify", "--reference", str(model_dir), "--candidate", str(model_dir), "--videos", video,
-            "--clips-per-video", "1"]
-    assert main(args) == 0
-    assert "1.00000" in capsys.readouterr().out
-    assert main(args + ["--min-agreement", "1.01"]) == 1
-    assert main(["onnx", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
-    assert main(["trt", "--model", str(model_dir), "--precision", "int8", "--out", str(tmp_path / "e")]) == 2
+    args = ["verify", "--reference", str(model_dir), "--candidate", str(int8_dir), "--videos", video,
+            "--clips-per-video", "2"]
+    assert main(args + ["--min-agreement", "0"]) == 0
+    printed = float(capsys.readouterr().out.split()[-3])  # the row: name, clips, agreement, mean, max
+    # The same clips through the runtime Encoder, agreement counted here with numpy.
+    from chain_sdk.encoder import Encoder
+    from chain_sdk.export.verify import video_clips
+
+    ref = Encoder(model_dir, backend="onnxruntime")
+    clips = video_clips([video], ref.frames, (ref.contract.input_height, ref.contract.input_width),
+                        clips_per_video=2)
+    a = ref.encode_clips(clips)
+    b = Encoder(int8_dir, backend="onnxruntime").encode_clips(clips)
+    expected = float((np.unpackbits(a, axis=1) == np.unpackbits(b, axis=1)).mean())
+    assert printed == pytest.approx(expected, abs=1e-5)
+    assert main(args + ["--min-agreement", str(expected - 1e-4)]) == 0
+    assert main(args + ["--min-agreement", str(min(expected + 1e-4, 1.01))]) == 1
+    assert main(["onnx", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["trt", "--model", str(model_dir), "--precision", "int8", "--out", str(tmp_path / "e")]) == 1

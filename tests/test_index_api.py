@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain_sdk.errors import BackendUnavailableError
-from chain_sdk.index import HammingIndex, reference
+from chain_sdk.index import HammingIndex, available_isas, reference
 
 
 def ref_search(codes, ids, live, queries, k):
@@ -20,15 +20,17 @@ def ref_search(codes, ids, live, queries, k):
     return d, live_ids[p]
 
 
+@pytest.mark.parametrize("isa", available_isas())  # every kernel path this CPU has, not only "auto"
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bits=st.sampled_from([16, 32, 64, 128, 256, 24]), seed=st.integers(0, 2**31),
        n=st.integers(0, 200), k=st.integers(1, 250), nremove=st.integers(0, 150))
-def test_search_add_remove_matches_reference(bits, seed, n, k, nremove):
+def test_search_add_remove_matches_reference(isa, bits, seed, n, k, nremove):
     rng = np.random.default_rng(seed)
     cb = bits // 8
     codes = rng.integers(0, 4, (n, cb), dtype=np.uint8)  # small alphabet: many ties
     ids = rng.permutation(10 * n + 1)[:n].astype(np.int64) - 5 * n  # negative ids too
-    index = HammingIndex(bits)
+    ids[ids == -1] = 10 * n + 1  # -1 is search's "no result" id, refused by add
+    index = HammingIndex(bits, isa=isa)
     for chunk in np.array_split(np.arange(n), 3):
         index.add(codes[chunk], ids[chunk])
     gone = rng.choice(ids, size=min(nremove, n), replace=False) if n else np.zeros(0, np.int64)
@@ -182,3 +184,63 @@ def test_export_and_faiss_roundtrip():
     flims, _, fri = fx.range_search(q, 13)  # faiss is strict: d < 13 == d <= 12
     np.testing.assert_array_equal(lims, flims)
     assert sorted(ri.tolist()) == sorted(fri.tolist())
+
+
+# ------------------------------------------------------------------ fuzzing regressions (issue 13)
+
+@pytest.mark.parametrize("k", [2**62, 2**63 - 1, 2**40])
+def test_huge_k_is_a_clear_error_not_a_heap_overflow(k):
+    """Issue 13 #2: nq * k overflowed size_t and the kernel wrote past its buffers (exit 139)."""
+    index = HammingIndex(64)
+    index.add(np.zeros((10, 8), np.uint8))
+    with pytest.raises(ValueError, match="result slots"):
+        index.search(np.zeros((3, 8), np.uint8), k)
+    d, i = index.search(np.zeros((3, 8), np.uint8), 12)  # k > n still pads
+    assert d.shape == (3, 12) and (i[:, 10:] == -1).all()
+
+
+def test_kernel_refuses_an_overflowing_result_size():
+    """The compiled kernel checks nq * k itself (callers of chain_sdk._hamming skip the Python check)."""
+    from chain_sdk import _hamming
+
+    with pytest.raises(OverflowError, match="overflow"):
+        _hamming.knn(np.zeros((10, 8), np.uint8), np.zeros((4, 8), np.uint8), 2**62)
+
+
+def test_largest_id_keeps_add_and_save_working(tmp_path):
+    """Issue 13 #9: id 2**63-1 made the next id 2**63, which broke the next add and save."""
+    from chain_sdk.index.hamming_index import MAX_ID
+
+    index = HammingIndex(32)
+    index.add(np.zeros((1, 4), np.uint8), ids=[MAX_ID])
+    with pytest.raises(ValueError, match="pass ids explicitly"):
+        index.add(np.zeros((1, 4), np.uint8))  # no id left to assign
+    index.add(np.ones((1, 4), np.uint8), ids=[5])
+    index.save(tmp_path / "max.chidx")
+    loaded = HammingIndex.load(tmp_path / "max.chidx")
+    assert sorted(loaded.export()[1].tolist()) == [5, MAX_ID]
+    with pytest.raises(ValueError, match="not a valid id"):
+        index.add(np.zeros((1, 4), np.uint8), ids=[2**63 - 1])
+
+
+@pytest.mark.parametrize("bad", [np.array([2**64 - 1], np.uint64), np.array([2**63], np.uint64), [-1]])
+def test_ids_never_wrap_to_the_no_result_id(bad):
+    """Issue 13 #9: uint64 ids were cast to int64 and wrapped (2**64-1 became -1, "no result")."""
+    index = HammingIndex(32)
+    with pytest.raises(ValueError, match="not a valid id"):
+        index.add(np.zeros((1, 4), np.uint8), ids=bad)
+    assert len(index) == 0
+    ok = index.add(np.zeros((1, 4), np.uint8), ids=np.array([2**62], np.uint64))
+    assert ok.dtype == np.int64 and ok.tolist() == [2**62]
+
+
+@pytest.mark.parametrize("bad", [[1.9], [1.0], np.array([True]), "1"])
+def test_remove_refuses_non_integer_ids(bad):
+    """Issue 13 #9: remove([1.9]) truncated to 1 and removed the code with id 1."""
+    index = HammingIndex(32)
+    index.add(np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match="integers"):
+        index.remove(bad)
+    assert len(index) == 3
+    assert index.remove(np.array([2**64 - 1, 2**63], np.uint64)) == 0  # never added: nothing removed
+    assert index.remove([]) == 0 and index.remove([1]) == 1

@@ -108,3 +108,75 @@ def test_future_version_is_refused(saved):
     corrupt(path, 8, (2).to_bytes(4, "little"))
     with pytest.raises(IndexFormatError, match="version"):
         HammingIndex.load(path)
+
+
+def test_load_during_concurrent_saves_always_sees_a_whole_file(tmp_path):
+    """Issue 13 #8: load stat-ed, read the header and mapped the sections through separate opens,
+    so a save renaming a new file over the path in between made a valid file look corrupt."""
+    import threading
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "busy.chidx"
+    sizes = (1000, 5000)
+    versions = []
+    for n in sizes:
+        index = HammingIndex(64)
+        index.add(rng.integers(0, 256, (n, 8), dtype=np.uint8))
+        versions.append(index)
+    versions[0].save(path)
+    done = threading.Event()
+
+    def saver():
+        i = 0
+        while not done.is_set():
+            versions[i % 2].save(path)
+            i += 1
+
+    thread = threading.Thread(target=saver)
+    thread.start()
+    try:
+        for _ in range(300):
+            for mmap in (True, False):
+                assert len(HammingIndex.load(path, mmap=mmap)) in sizes
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_a_killed_save_leaves_no_temp_file_behind_the_next_save(tmp_path):
+    """Issue 13 #8: a save killed mid-write (SIGKILL: no cleanup runs) left `.NAME.*.tmp` forever.
+    The next save of that file removes temporaries no live writer holds, and only those."""
+    import subprocess
+    import sys
+
+    from chain_sdk.files import atomic_path, remove_stale_temps
+
+    path = tmp_path / "codes.chidx"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from chain_sdk.files import atomic_path\n"
+        f"with atomic_path({str(path)!r}) as tmp:\n"
+        "    tmp.write_bytes(b'half an index')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")])
+    assert killed.returncode == -9
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".codes.chidx.")
+    with atomic_path(path) as live:  # the next writer removes the abandoned file on entry...
+        assert not (tmp_path / leftovers[0]).exists()
+        live.write_bytes(b"being written")
+        assert remove_stale_temps(path) == [] and live.exists()  # ...and never a live writer's
+    import h5py  # a library that locks the files it writes itself still can write through it
+
+    with atomic_path(tmp_path / "h5" / "f.h5") as tmp, h5py.File(tmp, "w") as f:
+        f["x"] = [1, 2]
+    index = HammingIndex(64)
+    index.add(np.zeros((3, 8), np.uint8))
+    index.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.chidx", "h5"]
+
+
+def test_index_files_get_the_permissions_of_a_normal_file(tmp_path):
+    """Issue 13 #8: index files were created 0600 (mkstemp) while other outputs were 0644."""
+    HammingIndex(64).save(tmp_path / "a.chidx")
+    (tmp_path / "plain").write_bytes(b"")  # what open() gives under this umask
+    assert os.stat(tmp_path / "a.chidx").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777

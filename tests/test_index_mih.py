@@ -93,3 +93,100 @@ def test_bad_layouts():
     for bad in ([], [25], [40, 40], [0, 8]):
         with pytest.raises(ValueError):
             _hamming.MultiIndexHash(codes, bad)
+
+
+def test_range_search_after_add_when_the_last_queries_miss_the_tail():
+    """Issue 13 #3: once the tables existed, rows added after them were scanned separately, and a
+    last query without a hit among those rows made the merge index past the end (IndexError)."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, (mih.MIN_CODES + 1000, 8), dtype=np.uint8)
+    index = HammingIndex(64, mih=True)
+    index.add(codes)
+    queries = codes[[5, 17]].copy()
+    index.range_search(queries, 0, method="mih")  # builds the tables
+    index.add(queries[:1])  # the tail holds a hit for the first query only
+    for method in ("mih", "auto", "flat"):
+        lims, d, ids = index.range_search(queries, 0, method=method)
+        assert lims.tolist() == [0, 2, 3], method
+        assert ids.tolist() == [5, len(codes), 17] and (d == 0).all()
+
+
+def test_reader_with_an_older_snapshot_than_the_tables():
+    """Issue 13 #3: a search that started before an add could meet tables built (by another
+    thread) on the rows of that add, and the kernel refused the smaller database (ValueError)."""
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, (mih.MIN_CODES + 8000, 8), dtype=np.uint8)
+    index = HammingIndex(64, mih=True)
+    index.add(codes[:mih.MIN_CODES])
+    old = index._snap  # what a search that started now works on
+    index.add(codes[mih.MIN_CODES:])
+    index.range_search(codes[:2], 3, method="mih")  # tables now cover the newer, larger snapshot
+    lims, d, pos = index._range_mih(old, codes[:4], 3, force=True)
+    want = reference.range_search(codes[:mih.MIN_CODES], codes[:4], 3)
+    for got, exp in zip((lims, d, pos), want):
+        np.testing.assert_array_equal(got, exp)
+
+
+def test_range_search_concurrent_with_add_raises_nothing():
+    """Issue 13 #3 under real threads: the documented guarantee (searches while one thread adds)."""
+    import threading
+
+    rng = np.random.default_rng(6)
+    codes = rng.integers(0, 256, (mih.MIN_CODES + 30_000, 8), dtype=np.uint8)
+    index = HammingIndex(64, mih=True)
+    index.add(codes[:mih.MIN_CODES])
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search():
+        while not done.is_set():
+            try:
+                lims, _, ids = index.range_search(codes[:3], 0, method="mih")
+                assert ids[lims[0]:lims[1]].tolist()[:1] == [0]
+            except BaseException as exc:  # noqa: BLE001 - any error fails the test
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=search) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for chunk in np.array_split(np.arange(mih.MIN_CODES, len(codes)), 30):
+        index.add(codes[chunk])
+    done.set()
+    for t in readers:
+        t.join()
+    assert errors == []
+
+
+@pytest.mark.parametrize("isa", _hamming.isa_available())
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bits=st.sampled_from([32, 64, 128]), seed=st.integers(0, 2**31), extra=st.integers(0, 4000),
+       radius=st.integers(0, 6), tail=st.integers(0, 2000), remove_every=st.integers(0, 9))
+def test_auto_range_search_above_the_mih_size_equals_reference(isa, bits, seed, extra, radius, tail,
+                                                               remove_every):
+    """HammingIndex itself where MIH switches on by its own choice (n >= MIN_CODES, small radius),
+    on every kernel path, with rows added after the tables and tombstones, against numpy."""
+    rng = np.random.default_rng(seed)
+    cb = bits // 8
+    base = rng.integers(0, 256, (40, cb), dtype=np.uint8)
+    n = mih.MIN_CODES + extra
+    codes = near_duplicates(rng, base, n + tail, 5)
+    queries = np.concatenate([near_duplicates(rng, base, 3, 2), rng.integers(0, 256, (1, cb), dtype=np.uint8)])
+    index = HammingIndex(bits, isa=isa)
+    index.add(codes[:n])
+    got = index.range_search(queries, radius)
+    uses_mih = mih.worth_building(bits, n, radius)
+    assert (index._mih is not None) == uses_mih  # the auto rule really took the MIH path
+    live = np.ones(n + tail, bool)
+    if tail:
+        index.add(codes[n:])
+    if remove_every:
+        gone = np.arange(0, n + tail, remove_every + 7)
+        index.remove(gone)
+        live[gone] = False
+    if tail or remove_every:
+        got = index.range_search(queries, radius)
+    lims, d, pos = reference.range_search(codes[live], queries, radius)
+    np.testing.assert_array_equal(got[0], lims)
+    np.testing.assert_array_equal(got[1], d)
+    np.testing.assert_array_equal(got[2], np.flatnonzero(live)[pos])  # ids are row numbers here

@@ -28,9 +28,6 @@ ALLOWED = {"runtime": {"runtime"}, "nn": {"runtime", "nn"}, "train": {"runtime",
            "export": {"runtime", "nn", "export"}}
 EXCEPTIONS = {
     ("chain_sdk.backends.torch", "nn"),
-    # Until the packaged default ships its exported graphs (issue 13), the runtime exports a
-    # checkpoint on first use. Remove this line with that change.
-    ("chain_sdk.models", "export"),
 }
 
 

@@ -87,7 +87,7 @@ def test_fit_refuses_to_overwrite_and_resume_mismatch(data, tmp_path):
                 TrainConfig(epochs=1, threads=1), tmp_path / "ck").fit()
     argv = ["fit", "--features", str(data / "train.h5"), "--bits", "32", "--out",
             str(tmp_path / "ck"), "--resume"]
-    assert cli.main(argv) == 2  # bits differ from the checkpoint: a clear error, exit code 2
+    assert cli.main(argv) == 1  # bits differ from the checkpoint: a clear error, exit status 1
 
 
 def test_ablation_flags_and_spatial_warning(data, tmp_path, caplog):
@@ -162,3 +162,30 @@ def test_order_head_is_stored_but_not_in_forward(data, tmp_path):
     out = model(x)
     model.order_head.weight.data.zero_()
     assert torch.equal(model(x).video_logits, out.video_logits)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_resume_never_unpickles_code_from_the_checkpoint(data, tmp_path):
+    """Issue 13 #1: --resume ran torch.load(weights_only=False) on trainer_state.pt, so a crafted
+    checkpoint directory executed code. Now: tensors and plain containers only, else CheckpointError."""
+    from chain_sdk.nn.checkpoint import TRAINER_STATE, load_trainer_state
+
+    fit(data, tmp_path / "ck", "--epochs", "1", "--max-steps", "1")
+    assert load_trainer_state(tmp_path / "ck")["step"] == 1  # the real state still loads
+    marker = tmp_path / "code-ran"
+    torch.save({"step": 1, "seed": 3, "payload": _RunsCode(marker)}, tmp_path / "ck" / TRAINER_STATE)
+    with pytest.raises(CheckpointError, match="not a plain trainer state"):
+        load_trainer_state(tmp_path / "ck")
+    argv = ["fit", "--features", str(data / "train.h5"), "--bits", "16", "--batch-size", "32",
+            "--out", str(tmp_path / "ck"), "--seed", "3", *SMALL, "--epochs", "1", "--resume"]
+    assert cli.main(argv) == 1  # a clear error from the CLI, and nothing ran
+    assert not marker.exists()

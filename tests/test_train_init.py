@@ -25,9 +25,22 @@ def low_rank_clips(n=300, t=12, d=96, rank=24, seed=0):
 
 
 def pca_sign_reference(train: np.ndarray, clips: np.ndarray, bits: int) -> np.ndarray:
-    """sign(PCA(mean feature)) with numpy SVD, PCA fitted on the training clip means."""
-    mean, axes = principal_axes(train.mean(axis=1), bits)
-    return (clips.mean(axis=1) - mean) @ axes >= 0
+    """sign(PCA(mean feature)) with scikit-learn's PCA (independent of train.init), fitted on the
+    training clip means."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(bits, svd_solver="full").fit(train.mean(axis=1).astype(np.float64))
+    return pca.transform(clips.mean(axis=1).astype(np.float64)) >= 0
+
+
+def test_principal_axes_are_sklearns_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    x = low_rank_clips(n=120, seed=3).mean(axis=1).astype(np.float64)
+    mean, axes = principal_axes(x, 10)
+    pca = PCA(10, svd_solver="full").fit(x)
+    np.testing.assert_allclose(mean, pca.mean_, atol=1e-9)
+    np.testing.assert_allclose(np.abs(axes.T @ pca.components_.T), np.eye(10), atol=1e-6)
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -159,7 +159,7 @@ def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["training"]["step"] == 4  # 11 // 4 per epoch
     missing = ["fit", "--videos", str(tmp_path / "nope.mp4"), "--backbone", "test_random_cnn",
                "--out", str(tmp_path / "x")]
-    assert cli.main(missing) == 2
+    assert cli.main(missing) == 1  # no videos: a data error (exit status 1)
 
 
 def test_missing_video_is_a_typed_error(tmp_path):

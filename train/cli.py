@@ -17,7 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from chain_sdk.errors import ChainSDKError, CheckpointError
+from chain_sdk.cli.exits import EXIT_CODES_HELP, configure_logging, positive_int, run
+from chain_sdk.errors import CheckpointError
 from chain_sdk.files import cache_dir
 
 from .augment import SpatialAugmentConfig
@@ -57,7 +58,7 @@ def default_cache_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chain-train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="chain-train", description=__doc__, epilog=EXIT_CODES_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,21 +77,21 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     g = p.add_argument_group("model (defaults: ChainConfig; taken from the checkpoint on --resume)")
-    g.add_argument("--bits", type=int)
-    g.add_argument("--frames", type=int, help="T, frames per clip (videos; features: the file's T)")
-    g.add_argument("--dim", type=int)
-    g.add_argument("--depth", type=int)
-    g.add_argument("--heads", type=int)
+    g.add_argument("--bits", type=positive_int)
+    g.add_argument("--frames", type=positive_int, help="T, frames per clip (videos; features: the file's T)")
+    g.add_argument("--dim", type=positive_int)
+    g.add_argument("--depth", type=positive_int)
+    g.add_argument("--heads", type=positive_int)
     g.add_argument("--dropout", type=float)
     g.add_argument("--position", choices=("sinusoidal", "learned"))
     t = p.add_argument_group("optimisation")
-    t.add_argument("--epochs", type=int, default=TRAIN.epochs)
-    t.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
+    t.add_argument("--epochs", type=positive_int, default=TRAIN.epochs)
+    t.add_argument("--batch-size", type=positive_int, default=TRAIN.batch_size)
     t.add_argument("--lr", type=float, default=TRAIN.lr)
     t.add_argument("--min-lr", type=float, default=TRAIN.min_lr)
     t.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay)
     t.add_argument("--warmup-steps", type=int, default=TRAIN.warmup_steps)
-    t.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    t.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total")
     t.add_argument("--seed", type=int, default=TRAIN.seed)
     t.add_argument("--init", choices=("random", "pca"), default=TRAIN.init,
                    help="start from random weights or from the PCA-sign hash of the training "
@@ -98,7 +99,7 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=TRAIN.threads,
                    help="torch.set_num_threads (default 1: on a busy 2-core machine 2 threads ran "
                    "40x slower per op; raise it on a dedicated many-core machine)")
-    t.add_argument("--log-every", type=int, default=TRAIN.log_every)
+    t.add_argument("--log-every", type=positive_int, default=TRAIN.log_every)
     k = p.add_argument_group("tasks (ablations: --no-*)")
     k.add_argument("--no-contrastive", action="store_true")
     k.add_argument("--no-order", action="store_true")
@@ -116,11 +117,11 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     k.add_argument("--scene-damping", type=float, default=TRAIN.scene_damping)
     k.add_argument("--scene-batch-negatives", action="store_true")
     f = p.add_argument_group("features input")
-    f.add_argument("--view-frames", type=int, help="frames per view (default ceil(T/2))")
+    f.add_argument("--view-frames", type=positive_int, help="frames per view (default ceil(T/2))")
     v = p.add_argument_group("raw video input")
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
-    v.add_argument("--augment-draws", type=int, default=WINDOWS.draws, help="A, augmentation draws per window")
+    v.add_argument("--augment-draws", type=positive_int, default=WINDOWS.draws, help="A, augmentation draws per window")
     v.add_argument("--augment-policy", choices=("cvrl", "reupload"), default="cvrl",
                    help="cvrl: crop/flip/jitter/grey (+ the --*-p draws); reupload: the edits of re-uploads "
                    "(train/reupload.py: re-framing, albumentations photometric and quality, ffmpeg codec, "
@@ -142,7 +143,7 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     v.add_argument("--no-crop-borders", action="store_true",
                    help="keep black bars (default: crop each window's bars, as Encoder does; "
                    "chain_sdk.video.borders)")
-    v.add_argument("--dense-frames", type=int, help="candidate frames per window (default 2T)")
+    v.add_argument("--dense-frames", type=positive_int, help="candidate frames per window (default 2T)")
     v.add_argument("--fps", type=float, help="decode at most this many frames per second")
     v.add_argument("--hop", type=float, default=None,
                    help="start a window every HOP seconds (default: --segment, no overlap)")
@@ -162,7 +163,7 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 40, 60, 80, 100])
     p.add_argument("--tie-order", choices=("stable", "published"), default="stable")
-    p.add_argument("--tsne-points", type=int, default=2000)
+    p.add_argument("--tsne-points", type=positive_int, default=2000)
 
 
 def _model_config(args: argparse.Namespace, frames: int, feature_dim: int):
@@ -265,14 +266,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return cmd_fit(args) if args.command == "fit" else cmd_eval(args)
-    except (ChainSDKError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here (argparse)
+    configure_logging(args.verbose, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # ValueError: settings that argparse cannot check one by one (TrainConfig, --frames vs the file)
+    return run("chain-train", cmd_fit if args.command == "fit" else cmd_eval, args, usage_errors=(ValueError,))
 
 
 if __name__ == "__main__":

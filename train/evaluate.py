@@ -18,6 +18,7 @@ import torch
 
 from chain_sdk import metrics
 from chain_sdk.errors import ModelMismatchError
+from chain_sdk.files import write_text
 from chain_sdk.video import segment_indices
 
 from chain_sdk.nn.checkpoint import load_checkpoint
@@ -70,7 +71,7 @@ def evaluate(checkpoint: str | os.PathLike, query: str | os.PathLike, query_labe
     plot_tsne(q_codes, q_labels, out / "tsne.png", max_points=tsne_points, seed=seed)
     result.update(bits=model.config.bits, queries=len(q_codes), database=len(db_codes),
                   tie_order=tie_order, checkpoint=str(checkpoint))
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

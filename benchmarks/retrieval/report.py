@@ -93,14 +93,16 @@ def feature_backbones(models: list[tuple[str, Path]], colour: bool) -> list[str]
 
 
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
-    from chain_sdk.models import resolve_model
+    from chain_sdk.export.onnx_export import export_cached
+    from chain_sdk.models import is_checkpoint_dir, is_packaged_dir, resolve_model
 
     out = []
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"--models takes NAME=DIR, got {item!r}")
-        out.append((name, resolve_model(path)))  # model dir as is; a checkpoint is exported once
+        p = Path(path)  # model dir as is; a checkpoint (not a packaged default) is exported once
+        out.append((name, export_cached(p) if is_checkpoint_dir(p) and not is_packaged_dir(p) else resolve_model(p)))
     return out
 
 

@@ -47,6 +47,8 @@ def create_backend(kind: str, graph: str | os.PathLike, *, device: str | None = 
     """
     if kind not in KINDS:
         raise ValueError(f"backend must be one of {KINDS}, got {kind!r}")
+    if device is not None:
+        parse_device(device)  # "gpu0" raises here instead of running on the CPU
     path = Path(graph)
     if kind == "auto":
         return _auto(path, device, threads)

@@ -30,8 +30,8 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailableError(
-                f"onnxruntime is not installed ({exc}); pip install chain-sdk[cpu] "
-                "(or chain-sdk[gpu] for CUDA)") from exc
+                f"onnxruntime is not installed ({exc}); pip install \".[cpu]\" "
+                "(or \".[gpu]\" for CUDA; distribution chain-video-hash)") from exc
         path = Path(graph_path)
         if not path.is_file():
             raise ModelError(f"{path}: graph file not found")

@@ -36,7 +36,7 @@ class TorchBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"the torch backend needs torch and the export code ({exc}); "
-                "pip install chain-sdk[export]") from exc
+                "pip install 'chain-video-hash[export]'") from exc
         from chain_sdk.contract import read_model_dir
 
         contract = read_model_dir(model_dir)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from chain_sdk.codes import from_hex, to_hex
-from chain_sdk.errors import ChainSDKError
+from chain_sdk.errors import ChainSDKError, DataError
 from chain_sdk.files import atomic_path, atomic_write, write_text
 
 OUT_FORMATS = (".npy", ".jsonl", ".parquet")
@@ -58,7 +58,25 @@ def write_codes(out: Path, rows: list[dict], bits: int) -> None:
 
 
 def read_codes(path: Path) -> tuple[np.ndarray, list[str]]:
-    """(codes [N, bytes], sources) of the rows that have a code, from any `encode` output."""
+    """(codes [N, bytes], sources) of the rows that have a code, from any `encode` output;
+    DataError naming the file and the reason when it is missing or not an `encode` output."""
+    if path.suffix not in OUT_FORMATS:
+        raise DataError(f"{path}: codes must be .npy, .jsonl or .parquet")
+    if not path.is_file():
+        raise DataError(f"{path}: no such codes file")
+    try:
+        codes, sources = _read_codes(path)
+    except DataError:
+        raise
+    except Exception as exc:  # numpy, json and pyarrow each raise their own types
+        raise DataError(f"{path}: not a readable `chain-sdk encode` output ({type(exc).__name__}: {exc})") from exc
+    if codes.ndim != 2 or codes.dtype != np.uint8 or len(sources) != len(codes):
+        raise DataError(f"{path}: expected uint8 codes [N, bytes] with one source per row, got "
+                        f"{codes.dtype} {codes.shape} and {len(sources)} sources")
+    return codes, sources
+
+
+def _read_codes(path: Path) -> tuple[np.ndarray, list[str]]:
     if path.suffix == ".npy":
         codes = np.load(path)
         sources_file = path.with_suffix(".sources.txt")
@@ -67,11 +85,15 @@ def read_codes(path: Path) -> tuple[np.ndarray, list[str]]:
     if path.suffix == ".jsonl":
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         ok = [r for r in rows if "code" in r]
-        return np.stack([from_hex(r["code"]) for r in ok]), [r["path"] for r in ok]
+        return _stack([from_hex(r["code"]) for r in ok]), [r["path"] for r in ok]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path).to_pylist()
         ok = [r for r in table if r["code"] is not None]
-        return np.stack([np.frombuffer(r["code"], np.uint8) for r in ok]), [r["path"] for r in ok]
-    raise ChainSDKError(f"{path}: codes must be .npy, .jsonl or .parquet")
+        return _stack([np.frombuffer(r["code"], np.uint8) for r in ok]), [r["path"] for r in ok]
+    raise DataError(f"{path}: codes must be .npy, .jsonl or .parquet")
+
+
+def _stack(codes: list[np.ndarray]) -> np.ndarray:
+    return np.stack(codes) if codes else np.zeros((0, 0), np.uint8)  # all failed: no code width known

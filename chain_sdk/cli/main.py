@@ -9,8 +9,8 @@
     chain-sdk match upload.mp4 --index refs.vidx --json        # which parts were copied from where
     chain-sdk data fetch
 
-Exit status: 0 on success, 1 on a usage or model error, 2 when some videos failed (the output
-then holds every video that worked, and the failures are listed on stderr).
+Exit status (the same for chain-train and chain-export): 0 success, 1 error, 2 usage,
+3 partial failure (the output then holds every video that worked; the failures are on stderr).
 """
 
 from __future__ import annotations
@@ -23,28 +23,30 @@ import sys
 from pathlib import Path
 
 from chain_sdk.cli import match as match_cli
-from chain_sdk.errors import ChainSDKError
+from chain_sdk.errors import ChainSDKError, DataError
 from chain_sdk.files import write_text
 
 from .demo import run_demo
+from .exits import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError,
+                    configure_logging, device, non_negative_int, positive_int, run)
 from .formats import OUT_FORMATS, read_codes, rows_of, write_codes
 
 log = logging.getLogger("chain_sdk.cli")
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 
 # ---------------------------------------------------------------------- arguments
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="DIR", help="model directory (model.json) or checkpoint "
-                   "directory; default: the packaged default model")
+    g.add_argument("--model", metavar="DIR", help="model directory (model.json; `chain-export onnx` "
+                   "makes one from a checkpoint) or a packaged model name; default: default-64")
     g.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"],
                    help="inference backend (default: auto = probe what really runs here)")
-    g.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--batch-size", type=int, default=16, help="videos per inference batch (default 16)")
-    g.add_argument("--frames", type=int, help="frames per clip T (default: the model's)")
-    g.add_argument("--threads", type=int, help="backend threads (default: the available cores)")
+    g.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="videos per inference batch (default 16)")
+    g.add_argument("--frames", type=positive_int, help="frames per clip T (default: the model's)")
+    g.add_argument("--threads", type=positive_int, help="backend threads (default: the available cores)")
     g.add_argument("--no-crop-borders", action="store_true",
                    help="hash whole frames (default: crop each clip's black bars first)")
 
@@ -52,7 +54,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chain-sdk", description=__doc__.split("\n\n")[0],
-        epilog="Run `chain-sdk COMMAND --help` for the options of each command.",
+        epilog="Run `chain-sdk COMMAND --help` for the options of each command.\n\n" + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="encode query videos and search an index")
     search.add_argument("queries", nargs="+", metavar="QUERY_VIDEO")
     search.add_argument("--index", required=True, metavar="INDEX")
-    search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, help="results per query (default 10)")
     _model_args(search)
     match_cli.add_match_parser(sub)
 
@@ -107,18 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here (argparse)
+    configure_logging(args.verbose)
     for noisy in ("onnxscript", "onnx_ir", "torch"):  # exporter chatter during the one-time export
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
     handler = {"encode": cmd_encode, "data": cmd_data, "index": cmd_index, "search": cmd_search,
                "demo": cmd_demo, "match": match_cli.cmd_match}[args.command]
-    try:
-        return handler(args)
-    except ChainSDKError as exc:
-        print(f"chain-sdk: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    return run("chain-sdk", handler, args)
 
 
 def _encoder(args: argparse.Namespace):
@@ -133,8 +130,7 @@ def _encoder(args: argparse.Namespace):
 def cmd_encode(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in OUT_FORMATS:
-        print(f"chain-sdk: error: --out must end in one of {OUT_FORMATS}", file=sys.stderr)
-        return EXIT_ERROR
+        raise UsageError(f"--out must end in one of {OUT_FORMATS}, got {out.name!r}")
     if args.ray is not None:
         return _encode_on_ray(args, out)
     enc = _encoder(args)
@@ -202,6 +198,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     from chain_sdk import data
 
     if args.data_command == "fetch":
+        unknown = sorted(set(args.names) - set(data.ASSETS))
+        if unknown:
+            raise UsageError(f"unknown sample assets {unknown}; known: {sorted(data.ASSETS)}")
         for name, path in data.fetch(args.names or None).items():
             print(f"{name:20s} {path}")
         print(data.ATTRIBUTION)
@@ -219,6 +218,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return match_cli.cmd_index_add(args)
 
     codes, sources = read_codes(Path(args.codes))
+    if len(codes) == 0:
+        raise DataError(f"{args.codes}: no codes to index (every video in it failed, or it is empty)")
     index = HammingIndex(codes.shape[1] * 8)
     ids = index.add(codes)
     index.save(args.out)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PARTIAL = 0, 2  # as in chain_sdk.cli.main (which imports this module)
+from chain_sdk.cli.exits import EXIT_OK, EXIT_PARTIAL
 
 
 def add_index_add_parser(index_sub) -> None:

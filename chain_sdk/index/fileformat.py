@@ -111,10 +111,24 @@ def write(path: str | os.PathLike, bits: int, codes: np.ndarray, ids: np.ndarray
 def read_header(path: str | os.PathLike) -> Header:
     """Parse and validate the header (magic, version, CRC, offsets against the file size)."""
     path = Path(path)
+    with _open(path) as f:
+        return _header(f, path)
+
+
+def _open(path: Path):
     try:
-        actual = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(_BODY.size + _CRC.size + _META.size + _CRC.size)
+        return open(path, "rb")
+    except OSError as e:
+        raise IndexFormatError(f"{path}: cannot read index file ({e})") from e
+
+
+def _header(f, path: Path) -> Header:
+    """The header of the open file `f`. Size and sections all come from this one open file, so
+    a save that renames a new file over `path` meanwhile cannot mix two files."""
+    try:
+        actual = os.fstat(f.fileno()).st_size
+        f.seek(0)
+        raw = f.read(_BODY.size + _CRC.size + _META.size + _CRC.size)
     except OSError as e:
         raise IndexFormatError(f"{path}: cannot read index file ({e})") from e
     if len(raw) < _BODY.size + _CRC.size or actual < PAGE:
@@ -151,22 +165,20 @@ def read(path: str | os.PathLike, mmap: bool = True, verify: bool = True):
     """Return (header, codes, ids, tombstones). With mmap, codes and ids are read-only memory maps
     of the file (zero-copy); the small tombstone bitmap is always copied. The metadata section
     (version 2) is read by `read_metadata`."""
-    h = read_header(path)
-    cb = h.bits // 8
-    if mmap and h.count > 0:
-        codes = np.memmap(path, dtype=np.uint8, mode="r", offset=h.codes_offset, shape=(h.count, cb))
-        ids = np.memmap(path, dtype="<i8", mode="r", offset=h.ids_offset, shape=(h.count,))
-        with open(path, "rb") as f:
-            f.seek(h.tomb_offset)
-            tomb = np.frombuffer(f.read((h.count + 7) // 8), dtype=np.uint8).copy()
-    else:
-        with open(path, "rb") as f:
+    path = Path(path)
+    with _open(path) as f:
+        h = _header(f, path)
+        cb = h.bits // 8
+        if mmap and h.count > 0:  # maps of this open file: its inode stays valid after a rename
+            codes = np.memmap(f, dtype=np.uint8, mode="r", offset=h.codes_offset, shape=(h.count, cb))
+            ids = np.memmap(f, dtype="<i8", mode="r", offset=h.ids_offset, shape=(h.count,))
+        else:
             f.seek(h.codes_offset)
             codes = np.frombuffer(f.read(h.count * cb), dtype=np.uint8).reshape(h.count, cb).copy()
             f.seek(h.ids_offset)
             ids = np.frombuffer(f.read(8 * h.count), dtype="<i8").copy()
-            f.seek(h.tomb_offset)
-            tomb = np.frombuffer(f.read((h.count + 7) // 8), dtype=np.uint8).copy()
+        f.seek(h.tomb_offset)
+        tomb = np.frombuffer(f.read((h.count + 7) // 8), dtype=np.uint8).copy()
     if tomb.size != (h.count + 7) // 8:
         raise IndexFormatError(f"{path}: truncated tombstone section")
     if _crc(tomb, _crc(ids)) != h.meta_crc:
@@ -181,10 +193,11 @@ def read(path: str | os.PathLike, mmap: bool = True, verify: bool = True):
 
 def read_metadata(path: str | os.PathLike, h: Header | None = None) -> bytes:
     """The metadata bytes of a version-2 file (b"" for version 1), checksum verified."""
-    h = h or read_header(path)
-    if not h.metadata_size:
-        return b""
-    with open(path, "rb") as f:
+    path = Path(path)
+    with _open(path) as f:
+        h = h or _header(f, path)
+        if not h.metadata_size:
+            return b""
         f.seek(h.metadata_offset)
         raw = f.read(h.metadata_size)
     if len(raw) != h.metadata_size or _crc(raw) != h.metadata_crc:

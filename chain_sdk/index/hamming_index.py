@@ -32,6 +32,10 @@ from . import fileformat, mih
 # The compiled kernels (typed Any: nanobind modules carry no stubs in the source tree).
 _hamming: Any = importlib.import_module("chain_sdk._hamming")
 _ISA_ENV = "CHAIN_SDK_HAMMING_ISA"  # force "scalar" / "avx2" / "avx512" / "neon" for every index
+#: Largest user id: the next id after it (stored in the file header as int64) must still fit.
+MAX_ID = 2**63 - 2
+#: Most result slots (nq * k) one search may ask for (1.6e10 slots = 200 GB of results).
+MAX_RESULTS = 2**34
 
 
 @dataclass(frozen=True)
@@ -103,17 +107,21 @@ class HammingIndex:
     # ------------------------------------------------------------------ mutation
     def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Append codes (uint8 [m, bits/8]); returns their int64 ids (given or assigned
-        consecutively after the largest id seen). Ids need not be unique."""
+        consecutively after the largest id seen). Ids are int64 values other than -1 (search's
+        "no result") up to MAX_ID = 2**63 - 2, and need not be unique; floats and values outside
+        that range raise ValueError."""
         codes = self._as_codes(codes, "codes")
         m = codes.shape[0]
         with self._lock:
             if ids is None:
+                if self._next_id + m - 1 > MAX_ID:
+                    raise ValueError(f"cannot assign {m} more ids after {self._next_id - 1}: ids stop at "
+                                     f"{MAX_ID}; pass ids explicitly")
                 new_ids = np.arange(self._next_id, self._next_id + m, dtype=np.int64)
             else:
-                new_ids = np.asarray(ids)
-                if new_ids.ndim != 1 or new_ids.shape[0] != m or not np.issubdtype(new_ids.dtype, np.integer):
-                    raise ValueError(f"ids must be {m} integers, got shape {new_ids.shape} {new_ids.dtype}")
-                new_ids = new_ids.astype(np.int64)
+                new_ids = _as_ids(ids, "ids")
+                if new_ids.shape[0] != m:
+                    raise ValueError(f"ids must be {m} integers (one per code), got {new_ids.shape[0]}")
             s = self._snap
             n = s.n
             if n + m > self._codes_buf.shape[0] or not self._codes_buf.flags.writeable:
@@ -137,7 +145,7 @@ class HammingIndex:
 
     def remove(self, ids) -> int:
         """Tombstone every live code whose id is in `ids`; returns how many were removed."""
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        ids = _as_ids(ids, "ids to remove", lookup=True)
         with self._lock:
             s = self._snap
             hit = np.isin(s.ids, ids)
@@ -172,8 +180,11 @@ class HammingIndex:
         """k nearest codes per query: (distances int32 [nq, k], ids int64 [nq, k]), sorted by
         (distance, insertion order). Rows with fewer than k live codes are padded with -1/-1."""
         queries = self._as_codes(queries, "queries")
-        if not isinstance(k, (int, np.integer)) or k < 0:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, (bool, np.bool_)) or k < 0:
             raise ValueError(f"k must be a non-negative integer, got {k!r}")
+        if len(queries) * int(k) > MAX_RESULTS:
+            raise ValueError(f"k={k} for {len(queries)} queries asks for {len(queries) * int(k)} result "
+                             f"slots (more than {MAX_RESULTS}); rows past len(index)={len(self)} are padding")
         s = self._snap
         if self._cuda is not None:
             dist, pos = self._device(s).knn(queries, int(k), s.deleted)
@@ -206,6 +217,8 @@ class HammingIndex:
 
     def _range_mih(self, s: _Snapshot, queries: np.ndarray, radius: int, force: bool):
         tables = self._tables(s)
+        if tables is None:  # the tables cover rows a concurrent add made after this snapshot
+            return _hamming.range_search(s.codes, queries, radius, s.deleted, self.isa, self.threads)
         built = tables.size
         probes, cands = tables.cost(queries, radius)
         by_mih = np.ones(len(queries), bool) if force else mih.choose_mih(probes, cands, s.n, self.code_bytes)
@@ -225,9 +238,12 @@ class HammingIndex:
         return _merge_ranges(len(queries), parts)
 
     def _tables(self, s: _Snapshot):
-        """The MIH tables of this snapshot's generation, (re)built when missing or too stale."""
+        """The MIH tables of this snapshot's generation, (re)built when missing or too stale; None
+        when the current tables were built on a newer snapshot than `s` (more rows than it has)."""
         with self._mih_lock:
             cur = self._mih
+            if cur is not None and cur[0] == s.generation and cur[1].size > s.n:
+                return None
             if cur is None or cur[0] != s.generation or 8 * (s.n - cur[1].size) > s.n:
                 tables = _hamming.MultiIndexHash(s.codes, mih.layout(self.bits, s.n), self.threads)
                 self._mih = cur = (s.generation, tables)
@@ -312,6 +328,25 @@ def _load_cuda() -> Any:
     return _hamming_cuda
 
 
+def _as_ids(ids, what: str, *, lookup: bool = False) -> np.ndarray:
+    """User ids as int64 [n]. Integers only (floats are refused, not truncated); -1 is search's
+    "no result" id and MAX_ID + 1 would make the next id overflow, so adding refuses both, and
+    unsigned values above MAX_ID are refused instead of wrapping to negative ids. With `lookup`
+    (remove), values that can never have been added are dropped instead."""
+    arr = np.atleast_1d(np.asarray(ids))
+    if arr.size == 0:
+        return np.zeros(0, np.int64)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        raise ValueError(f"{what} must be a 1-d sequence of integers, got {arr.dtype} {arr.shape}")
+    bad = (arr > MAX_ID) if np.issubdtype(arr.dtype, np.unsignedinteger) else (arr > MAX_ID) | (arr == -1)
+    if bad.any():
+        if not lookup:
+            raise ValueError(f"{what}: {arr[bad][0]} is not a valid id (int64 other than -1, which "
+                             f"marks 'no result', and at most {MAX_ID})")
+        arr = arr[~bad]
+    return arr.astype(np.int64)
+
+
 def _live(s: _Snapshot) -> np.ndarray:
     if s.deleted is None:
         return np.ones(s.n, bool)
@@ -325,10 +360,9 @@ def _ids_of(s: _Snapshot, pos: np.ndarray) -> np.ndarray:
 
 
 def _filter_ranges(lims, d, p, keep):
-    counts = np.add.reduceat(keep.astype(np.int64), lims[:-1]) if keep.size else np.zeros(len(lims) - 1, np.int64)
-    counts = np.where(np.diff(lims) > 0, counts, 0)
-    new_lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return new_lims, d[keep], p[keep]
+    """Keep the results where `keep`; lims re-counted from the prefix sum of `keep`."""
+    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    return kept_before[lims].astype(np.int64), d[keep], p[keep]
 
 
 def _merge_ranges(nq: int, parts):

@@ -122,4 +122,7 @@ def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(directory) / TRAINER_STATE
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain containers only, so a crafted file cannot run code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError / RuntimeError for refused or corrupt files
+        raise CheckpointError(f"{path}: not a plain trainer state ({type(exc).__name__}: {exc})") from exc

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -50,6 +51,16 @@ template <class T>
 Out<T> to_numpy(T* data, std::initializer_list<size_t> shape) {
   nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
   return Out<T>(data, shape, owner);
+}
+
+// nq * k result slots (at least 1), refusing products that overflow size_t or the byte count
+// of the positions array (k = 2**62 used to wrap around and corrupt the heap).
+size_t result_slots(size_t nq, size_t k) {
+  size_t slots = 0, bytes = 0;
+  if (__builtin_mul_overflow(nq, k, &slots) || __builtin_mul_overflow(slots, sizeof(int64_t), &bytes))
+    throw std::overflow_error("k=" + std::to_string(k) + " for " + std::to_string(nq) +
+                              " queries: nq * k result slots overflow");
+  return std::max<size_t>(slots, 1);
 }
 
 size_t check_pair(const Codes& db, const Codes& queries) {
@@ -117,8 +128,11 @@ NB_MODULE(_hamming, m) {
          const std::string& isa, int threads, bool generic) {
         const size_t cb = check_pair(db, queries), n = db.shape(0), nq = queries.shape(0);
         const chs::SearchOptions opt = options(isa, threads, generic, deleted, n);
-        auto* d = new int32_t[std::max<size_t>(nq * k, 1)];
-        auto* p = new int64_t[std::max<size_t>(nq * k, 1)];
+        const size_t slots = result_slots(nq, k);
+        auto* d = new int32_t[slots];
+        std::unique_ptr<int32_t[]> d_guard(d);  // freed if the second allocation throws
+        auto* p = new int64_t[slots];
+        d_guard.release();
         {
           nb::gil_scoped_release nogil;
           chs::knn_search(db.data(), n, cb, queries.data(), nq, k, opt, d, p);

