@@ -208,15 +208,17 @@ def requantized_conv_weights(model, quantized: Sequence[str]) -> list[str]:
     weights (`reduce_range`), which cannot saturate (2 * 255 * 64 < 2 ** 15).
     """
     chosen = set(quantized)
-    consumers: dict[str, list[Any]] = {}
+    users: dict[str, list[str]] = {}
     for node in model.graph.node:
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
+            users.setdefault(name, []).append(node.name)
+
+    def feeds_only_int8(node) -> bool:
+        names = [user for output in node.output for user in users.get(output, [])]
+        return bool(names) and all(name in chosen for name in names)
+
     return [node.input[1] for node in model.graph.node
-            if node.op_type == "Conv" and node.name in chosen
-            and all(c.op_type in INT8_OPS and c.name in chosen
-                    for output in node.output for c in consumers.get(output, [None]) if c is not None)
-            and all(output in consumers for output in node.output)]
+            if node.op_type == "Conv" and node.name in chosen and feeds_only_int8(node)]
 
 
 def quantize_int8(src: Path, dst: Path, reader: ArrayReader, recipe: Int8Recipe = DEFAULT_INT8) -> dict[str, Any]:
