@@ -134,6 +134,28 @@ def test_int8_keeps_features_and_bits_of_fp32_on_unseen_real_video(model_dir, in
     assert report.bit_agreement >= INT8_MIN_AGREEMENT, report
 
 
+def test_int8_backbone_runs_the_same_on_onnxruntime_int8_kernels_as_exact_qdq(int8_dir):
+    """onnxruntime fuses DQ -> Conv -> Q into a u8 x s8 QLinearConv whose x86 (AVX2) kernel
+    saturates on full-range int8 weights (cosine 0.70 before `requantized_conv_weights`); the
+    graph must give the same features with those fusions (the default) as without them."""
+    import onnxruntime as ort
+
+    from chain_sdk import data
+    from chain_sdk.export.verify import parity_clips
+
+    frames = parity_clips([data.path("carphone.mp4")], 8, (224, 224), clips_per_video=1)[0]
+    path, cpu = str(int8_dir / "backbone.onnx"), ["CPUExecutionProvider"]
+    (fused,) = ort.InferenceSession(path, providers=cpu).run(["features"], {"frames": frames})
+    (exact,) = ort.InferenceSession(path, providers=cpu, disabled_optimizers=["QDQS8ToU8Transformer"]).run(
+        ["features"], {"frames": frames})
+    cosine = (fused * exact).sum(1) / np.linalg.norm(fused, axis=1) / np.linalg.norm(exact, axis=1)
+    assert cosine.min() >= 0.999, cosine
+    model = onnx.load(str(int8_dir / "backbone.onnx"))
+    seven_bit = [t for t in model.graph.initializer if t.name.endswith("_project_conv.weight_quantized")
+                 and np.abs(onnx.numpy_helper.to_array(t)).max() <= 64]
+    assert len(seven_bit) == 2, [t.name for t in seven_bit]  # blocks 0 and 15: no residual Add
+
+
 def test_int8_temporal_graph_can_be_quantized_too(model_dir, tmp_path):
     """A recipe that quantizes the transformer: MatMul weights per-channel on axis 1, inputs only."""
     from chain_sdk.export.quantize import ArrayReader, Int8Recipe, quantize_int8
