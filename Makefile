@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml $(shell find cpp_ext -type f)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	$(PIP) uninstall -q -y chain-sdk 2>/dev/null || true  # this project's old distribution name
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 

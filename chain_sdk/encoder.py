@@ -265,6 +265,8 @@ class Encoder:
         warned: list[Warned] = []
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="chain-decode") as pool, \
                 tqdm(total=len(items), unit="video", disable=not progress, desc="encode") as bar:
+            # The bar moves per video as each one is decoded (or fails); the postfix counts the
+            # videos whose codes are done, which arrive a batch at a time.
             batch: list[tuple[int, np.ndarray]] = []
             for index, video, result in self._decoded(pool, items):
                 if isinstance(result, BaseException):
@@ -279,6 +281,7 @@ class Encoder:
                         warnings.warn(partial, stacklevel=2)
                         warned.append(Warned(index, describe(video), partial))
                     batch.append((index, clip))
+                    bar.update(1)
                 if len(batch) == self.batch_size:
                     self._flush(batch, codes, indices, bar)
             self._flush(batch, codes, indices, bar)
@@ -313,7 +316,7 @@ class Encoder:
         out = self.encode_clips(np.stack([clip for _, clip in batch]))
         codes.extend(out)
         indices.extend(i for i, _ in batch)
-        bar.update(len(batch))
+        bar.set_postfix(hashed=len(codes), refresh=False)
         batch.clear()
 
     # ------------------------------------------------------------------ streams

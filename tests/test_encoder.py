@@ -323,3 +323,19 @@ def test_stream_decodes_ahead_in_a_thread_and_stops_when_closed(encoder, tmp_pat
         if t.name == "chain-stream-decode":
             t.join(timeout=10)
     assert not any(t.name == "chain-stream-decode" for t in threading.enumerate())
+
+
+def test_the_progress_bar_moves_per_video(encoder, mixed_inputs, monkeypatch):
+    """Each video moves the bar by one as it is decoded or fails, not a batch at a time."""
+    import tqdm.auto
+
+    steps: list[int] = []
+
+    class Recording(tqdm.auto.tqdm):
+        def update(self, n=1):
+            steps.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    encoder.encode_batch(mixed_inputs, progress=True)
+    assert steps == [1] * len(mixed_inputs)

@@ -116,6 +116,7 @@ def add_remove_scenario(make, bits, seed, n, k, nremove, page_size):
     cb = bits // 8
     codes = rng.integers(0, 4, (n, cb), dtype=np.uint8)
     ids = rng.integers(-n, n + 1, n).astype(np.int64)
+    ids[ids == -1] = -n - 1  # -1 is the "no result" id, refused by both indexes
     mi, hi = make(bits, page_size=page_size), HammingIndex(bits)
     for chunk in np.array_split(np.arange(n), 3):
         np.testing.assert_array_equal(mi.add(codes[chunk], ids[chunk]), hi.add(codes[chunk], ids[chunk]))

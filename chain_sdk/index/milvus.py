@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from chain_sdk.index.hamming_index import _as_ids as as_ids
+
 from chain_sdk.errors import BackendUnavailableError, IndexFormatError
 
 log = logging.getLogger(__name__)
@@ -180,10 +182,9 @@ class MilvusIndex:
         if ids is None:
             new_ids = np.arange(self._next_id, self._next_id + m, dtype=np.int64)
         else:
-            new_ids = np.asarray(ids)
-            if new_ids.ndim != 1 or new_ids.shape[0] != m or not np.issubdtype(new_ids.dtype, np.integer):
-                raise ValueError(f"ids must be {m} integers, got shape {new_ids.shape} {new_ids.dtype}")
-            new_ids = new_ids.astype(np.int64)
+            new_ids = as_ids(ids, "ids")  # HammingIndex's rules: integers, not -1, no wrap
+            if new_ids.shape[0] != m:
+                raise ValueError(f"ids must be {m} integers, got {new_ids.shape[0]}")
         if metadata is not None:
             metadata = list(metadata)
             if len(metadata) != m:
@@ -204,7 +205,7 @@ class MilvusIndex:
 
     def remove(self, ids) -> int:
         """Delete every code whose id is in `ids`; returns how many were removed."""
-        ids = np.unique(np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+        ids = np.unique(as_ids(ids, "ids", lookup=True))
         removed = 0
         for lo in range(0, ids.size, ID_CHUNK):
             expr = f"id in {ids[lo:lo + ID_CHUNK].tolist()}"

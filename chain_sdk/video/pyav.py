@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from chain_sdk.errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoOpenError
-from chain_sdk.video.source import DEFAULT_FPS, SeekMismatch, VideoSource
+from chain_sdk.video.base import DEFAULT_FPS, SeekMismatch, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -224,14 +224,13 @@ class PyAVSource(VideoSource):
         except SeekMismatch as exc:
             log.info("%s: %s; reading the packets from the start instead of seeking",
                      self.description, exc)
+        # Where seeks lie (MPEG program streams) keyframe ranges were not exact either
+        # (test_decode_at_equals_decoding_everything[cityCC0]): decode from the first packet.
         self._rewind()
-        packets = enumerate(self._demux())
-        for r in ranges:
-            if set(r.wanted.values()) <= done:
-                continue
-            for idx, frame in self._decode_range(r, packets):
-                if idx not in done:
-                    yield idx, frame
+        whole = _Range(0, max(r.stop for r in ranges), {k: v for r in ranges for k, v in r.wanted.items()})
+        for idx, frame in self._decode_range(whole, enumerate(self._demux())):
+            if idx not in done:
+                yield idx, frame
 
     def _ranges(self, indices: list[int]) -> list[_Range]:
         """Packet ranges [keyframe, last wanted packet] in decode order, with the wanted

@@ -39,7 +39,8 @@ import numpy as np
 
 from chain_sdk.errors import EmptyVideoError, PartialVideoError, PartialVideoWarning, VideoDecodeError
 from chain_sdk.video.borders import content_box, has_dark_edge
-from chain_sdk.video.source import SeekMismatch, VideoSource, open_video
+from chain_sdk.video.base import SeekMismatch, VideoSource
+from chain_sdk.video.source import open_video
 
 log = logging.getLogger(__name__)
 
