@@ -35,7 +35,10 @@ def exported(tmp_path_factory):
     try:
         rc = main(["all", "--checkpoint", str(ckpt), "--out", str(out), "--threads", "1",
                    "--calibration", str(data.path("bikes.mp4")), "--frames-per-video", "8",
-                   "--videos", *PARITY_VIDEOS, "--clips-per-video", "2"])
+                   "--videos", *PARITY_VIDEOS, "--clips-per-video", "2",
+                   # 4 clips x 32 bits: one flipped bit is 0.8 %, too coarse for the real-model
+                   # int8 gate (0.98, tested on 400 unseen frames in test_export_quantize.py).
+                   "--min-agreement-int8", "0.95"])
     finally:
         torch.set_num_threads(previous)
     return rc, out
