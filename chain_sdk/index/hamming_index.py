@@ -299,15 +299,7 @@ class HammingIndex:
 
     # ------------------------------------------------------------------ helpers
     def _as_codes(self, codes, what: str) -> np.ndarray:
-        arr = np.asarray(codes)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.dtype != np.uint8:
-            raise ValueError(f"{what} must be packed uint8 codes, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] != self.code_bytes:
-            raise ValueError(f"{what} must have shape [n, {self.code_bytes}] for {self.bits}-bit codes, "
-                             f"got {arr.shape}")
-        return np.ascontiguousarray(arr)
+        return as_codes(codes, self.bits, what)
 
     def _device(self, s: _Snapshot):
         cached = self._device_db
@@ -326,6 +318,19 @@ def _load_cuda() -> Any:
     if _hamming_cuda.device_count() < 1:
         raise BackendUnavailableError("device='cuda': no CUDA device is visible")
     return _hamming_cuda
+
+
+def as_codes(codes, bits: int, what: str) -> np.ndarray:
+    """Packed uint8 codes [n, bits/8] (one code may come as [bits/8]), contiguous; the one check
+    of every store's inputs (HammingIndex, MilvusIndex)."""
+    arr = np.asarray(codes)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{what} must be packed uint8 codes, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != bits // 8:
+        raise ValueError(f"{what} must have shape [n, {bits // 8}] for {bits}-bit codes, got {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 def _as_ids(ids, what: str, *, lookup: bool = False) -> np.ndarray:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from chain_sdk.index.hamming_index import _as_ids as as_ids
+from chain_sdk.index.hamming_index import as_codes
 
 from chain_sdk.errors import BackendUnavailableError, IndexFormatError
 
@@ -316,15 +317,7 @@ class MilvusIndex:
 
     # ------------------------------------------------------------------ helpers
     def _as_codes(self, codes, what: str) -> np.ndarray:
-        arr = np.asarray(codes)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.dtype != np.uint8:
-            raise ValueError(f"{what} must be packed uint8 codes, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] != self.code_bytes:
-            raise ValueError(f"{what} must have shape [n, {self.code_bytes}] for {self.bits}-bit codes, "
-                             f"got {arr.shape}")
-        return np.ascontiguousarray(arr)
+        return as_codes(codes, self.bits, what)
 
 
 def _band_params(lo: int, hi: int) -> dict:
