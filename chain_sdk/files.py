@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 TMP_SUFFIX = ".tmp"
 
@@ -142,3 +143,39 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def build_dir_once(target: str | os.PathLike, build: Callable[[Path], None],
+                   is_complete: Callable[[Path], bool]) -> Path:
+    """`target`, a directory `build(tmp)` fills, made once: `build` writes into a temporary
+    sibling that is renamed into place, under a file lock so that concurrent processes wait for
+    one build instead of racing (model caches)."""
+    target = Path(target)
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if is_complete(target):  # another process finished while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=TMP_SUFFIX, dir=target.parent))
+        try:
+            build(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; the atomic rename still keeps the cache whole
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

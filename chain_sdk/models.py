@@ -19,12 +19,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from chain_sdk.version import __version__
 from chain_sdk.errors import ModelError
+from chain_sdk.files import build_dir_once
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +108,9 @@ def assemble_packaged(source: Path, name: str) -> Path:
     concurrent processes wait for one build)."""
     key = packaged_key(source)
     target = models_cache_dir() / f"{name}-{key}"
-    if is_model_dir(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_name(target.name + ".lock")):
-        if is_model_dir(target):  # another process finished while we waited
-            return target
+    if not is_model_dir(target):
         log.warning("building the backbone of model %s into %s (once, a few seconds)", name, target)
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
-        try:
-            _assemble(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_dir_once(target, lambda tmp: _assemble(source, tmp), is_model_dir)
 
 
 def _assemble(source: Path, out: Path) -> None:
@@ -151,18 +139,3 @@ def _assemble(source: Path, out: Path) -> None:
     set_onnx_metadata(proto, contract, f"chain-sdk backbone graph ({contract.model_version})")
     save_model(proto, out / backbone_file)
     write_model_json(out, contract)
-
-
-@contextmanager
-def _file_lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; the atomic rename still keeps the cache whole
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

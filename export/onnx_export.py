@@ -261,22 +261,10 @@ def checkpoint_key(checkpoint: Path) -> str:
 def export_cached(checkpoint_dir: str | os.PathLike, name: str | None = None) -> Path:
     """The model directory of `checkpoint_dir`, exported into the model cache once
     (`cache_dir()/models/<name>-<key>`; concurrent processes wait for one export)."""
-    import tempfile
-
-    from chain_sdk.models import _file_lock, is_model_dir, models_cache_dir
+    from chain_sdk.files import build_dir_once
+    from chain_sdk.models import is_model_dir, models_cache_dir
 
     ckpt = Path(checkpoint_dir)
     key = checkpoint_key(ckpt)
     target = models_cache_dir() / f"{name or ckpt.name or 'model'}-{key}"
-    if is_model_dir(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_name(target.name + ".lock")):
-        if not is_model_dir(target):
-            tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
-            try:
-                export_model(ckpt, tmp)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_dir_once(target, lambda tmp: export_model(ckpt, tmp), is_model_dir)
