@@ -45,6 +45,7 @@ from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_di
 from chain_sdk.errors import ChainSDKError, ModelMismatchError, PartialVideoError, PartialVideoWarning
 from chain_sdk.models import resolve_model
 from chain_sdk.video import sample_video, sample_windows
+from chain_sdk.video.probes import GRID9, sample_probes
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +197,13 @@ class Encoder:
             warnings.warn(partial, stacklevel=2)
         return clip
 
-    def _sample(self, video: Any) -> tuple[np.ndarray, PartialVideoWarning | None]:
-        """The clip, and the warning for a partly decodable video (raised when strict)."""
-        found = sample_video(video, self.frames, resize=self.input_size,
-                             crop_borders=self.crop_borders)
+    def _sample(self, video: Any, regions: Any = None) -> tuple[np.ndarray, PartialVideoWarning | None]:
+        """The clip (with `regions`: the probe clips, `sample_probes`), and the warning for a partly
+        decodable video (raised when strict)."""
+        if regions is None:
+            found = sample_video(video, self.frames, resize=self.input_size, crop_borders=self.crop_borders)
+        else:
+            found = sample_probes(video, self.frames, self.input_size, regions, self.crop_borders)
         if found.partial is None:
             return found.clip.frames, None
         if self.strict:
@@ -236,6 +240,16 @@ class Encoder:
         if partial:
             warnings.warn(partial, stacklevel=2)
         return self.encode_clips(clip[None])[0]
+
+    def encode_probes(self, video: Any, regions: Any = GRID9) -> np.ndarray:
+        """Codes of a query and of crops of its picture, for query-side multi-probe
+        (`chain_sdk.video.probes`): uint8 [1 + P, bits/8], row 0 exactly `encode(video)`, then one
+        code per region (default the 3 x 3 grid of half-size crops). Search them together with
+        `chain_sdk.index.search_probes`; the database keeps one `encode` code per video."""
+        clips, partial = self._sample(video, regions)
+        if partial:
+            warnings.warn(partial, stacklevel=2)
+        return self.encode_clips(clips)
 
     # ------------------------------------------------------------------ batches
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs_robust}
 SEEDS=${SEEDS:-0 1 2}
-STEPS=${STEPS:-80}
+STEPS=${STEPS:-600}
 BITS=${BITS:-64}
 mkdir -p "$OUT"
 $PY -m chain_sdk.cli data fetch
@@ -20,9 +20,9 @@ if [ ! -f "$backbone" ]; then
   $PY -c "import sys; from chain_sdk.export.onnx_export import export_backbone
 export_backbone(sys.argv[1], backbone='efficientnet_lite0_luma')" "$backbone"
 fi
-recipe=(--data-split train --segment 10 --hop 10 --backbone "$backbone"
-        --augment-policy reupload --augment-draws 2 --dense-frames 30 --temporal-crop 0.8
-        --dim 192 --depth 2 --heads 4 --temperature 0.2 --no-order --no-scene
+recipe=(--data-split train --segment 10 --hop 5 --backbone "$backbone"
+        --augment-policy reupload --augment-draws 6 --temporal-crop 0.8
+        --dim 192 --depth 2 --heads 4 --temperature 0.2
         --epochs "$STEPS" --batch-size 64 --augment-seed 0 --bits "$BITS")
 first=1
 for seed in $SEEDS; do

@@ -67,3 +67,24 @@ def range_search(
     cat_d = np.concatenate(all_d).astype(np.int32) if all_d else np.zeros(0, np.int32)
     cat_p = np.concatenate(all_p).astype(np.int64) if all_p else np.zeros(0, np.int64)
     return lims, cat_d, cat_p
+
+
+def probe_knn(
+    codes: np.ndarray, probes: np.ndarray, k: int, deleted: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-probe k nearest neighbours: each query is a set of probe codes [nq, P, nbytes] and a
+    code's distance to it is the smallest over its probes. Sorted by (distance, id), where the id
+    of position i is ``ids[i]`` (default i); returns (distances int32 [nq, k], ids int64 [nq, k])
+    padded with -1."""
+    n, nq = codes.shape[0], probes.shape[0]
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    out_d = np.full((nq, k), -1, dtype=np.int32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    live = np.flatnonzero(live_mask(n, deleted))
+    for q in range(nq):
+        dist = distances(probes[q], codes[live]).min(axis=0)
+        order = np.lexsort((ids[live], dist))[:k]
+        out_d[q, : order.size] = dist[order]
+        out_i[q, : order.size] = ids[live][order]
+    return out_d, out_i

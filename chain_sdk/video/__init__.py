@@ -27,6 +27,7 @@ from chain_sdk.video.sampling import (
     sample_windows,
     segment_indices,
 )
+from chain_sdk.video.probes import CORNERS5, GRID9, PROBE_SETS, ProbeFit, Region, sample_probes
 from chain_sdk.video.source import (
     DEFAULT_FPS,
     ArraySource,
@@ -38,8 +39,8 @@ from chain_sdk.video.source import (
 )
 
 __all__ = [
-    "DEFAULT_FPS", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
+    "CORNERS5", "DEFAULT_FPS", "GRID9", "PROBE_SETS", "ProbeFit", "Region", "SEEK_MIN_STRIDE", "ArraySource", "Box", "CaptureSource", "FrameFit", "Frames",
     "IterableSource", "Sampled", "SeekMismatch", "ShortVideoWarning", "VideoSource", "WindowClip",
     "content_box", "crop_borders", "iter_frames", "open_video", "read_frames", "sample_clip",
-    "sample_video", "sample_windows", "segment_indices",
+    "sample_probes", "sample_video", "sample_windows", "segment_indices",
 ]
