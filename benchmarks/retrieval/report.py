@@ -20,12 +20,12 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.retrieval import dataset, features, methods, metrics, peers
+from benchmarks.retrieval import dataset, features, methods, metrics, peers, probing
 from benchmarks.retrieval.edits import FAMILIES, UNSEEN
 from chain_sdk import data
 
@@ -135,7 +135,40 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
         results.extend(outcome.results)
         if outcome.error:
             log.warning("peer %s: %s", peer, outcome.error)
-    return [evaluate(r, rs) for r in results], outcomes, chain_notes
+    evaluated = [evaluate(r, rs) for r in results]
+    probes = probe_section(rs, evaluated, sets, models, args, progress=progress) if args.probes else []
+    return evaluated, outcomes, chain_notes, probes
+
+
+def probe_section(rs, evaluated: list[Evaluated], sets: dict, models, args, *, progress: bool) -> list[str]:
+    """Query-side multi-probe (`benchmarks.retrieval.probing`) on the first draw's queries: each
+    probed row next to the same method without probes on the same queries."""
+    sub = probing.first_draw(rs)
+    keep = np.isin([q.key for q in rs.queries], [q.key for q in sub.queries])
+    bits = args.bits[0]
+    plain = {f"float cosine, mean feature{fs.label}" for fs in sets.values()}
+    plain |= {f"random hyperplanes {bits} bits{fs.label}" for fs in sets.values()} | {name for name, _ in models}
+    rows = [evaluate(replace(ev.result, distances=ev.result.distances[keep],
+                             failed=None if ev.result.failed is None else ev.result.failed[keep]), sub)
+            for ev in evaluated if ev.result.name in plain]
+    for probe_set in args.probes:
+        for backbone, fs in sets.items():
+            rows += [evaluate(r, sub) for r in probing.probed_rows(sub, fs, backbone, models, probe_set, bits,
+                                                                   progress=progress)]
+    lines = [f"### Query-side multi-probe ({len(sub.queries)} queries: the first draw of every family)", "",
+             "Each query is also hashed from crops of its picture (`Encoder.encode_probes`) and matched by its "
+             "nearest probe (`chain_sdk.index.search_probes`); the database is unchanged. Cost: one backbone "
+             "pass per probe on the query side.", "",
+             "| method | code size | top-1 | mAP@5 | unseen top-1 | pip top-1 | worst family (top-1) | query s/video |",
+             "|---|---|---|---|---|---|---|---|"]
+    for ev in rows:
+        worst, value = ev.worst
+        pip = ev.per_edit.get("pip", {}).get("top1", float("nan"))
+        lines.append(f"| {ev.result.name} | {ev.result.code_size} | {_fmt(ev.overall['top1'])} | "
+                     f"{_fmt(ev.overall['map@5'])} | {_fmt(ev.unseen['top1'])} | {_fmt(pip)} | {worst} {_fmt(value)} | "
+                     f"{ev.result.encode_s:.2f} |")
+    return lines + ["", "Query s/video of the probed rows: sampling the probe clips plus the backbone on all of "
+                    "them, measured as they were first cached (rough; the machine was shared).", ""]
 
 
 def parity_videos(rs: dataset.RetrievalSet, fs) -> tuple[list[Path], np.ndarray]:
@@ -439,7 +472,8 @@ def peer_section(outcomes: list[peers.PeerOutcome]) -> list[str]:
 
 
 def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated], outcomes, chain_notes,
-                 args, figures: dict[str, str], runtime_s: float, command: str, timing_note: str | None) -> None:
+                 args, figures: dict[str, str], runtime_s: float, command: str, timing_note: str | None,
+                 probe_lines: list[str] = ()) -> None:
     edits = [f for f in FAMILIES if any(q.edit == f for q in rs.queries)]
     n_db, n_q = len(rs.database), len(rs.queries)
     evaluation, distractors = len(rs.eval_keys), n_db - len(rs.eval_keys)
@@ -460,6 +494,7 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            "### Overall, seen / unseen families, worst family, source groups", "", *summary_table(evaluated), "",
            f"Unseen families (never used in training): {', '.join(UNSEEN)}. Source groups: the group of the query's "
            "source (cartoon: Big Buck Bunny; cg: Sintel; live: live action).", "",
+           *probe_lines,
            "### All metrics", "", *main_table(evaluated), "",
            "Encode s/video: decoding plus hashing one video on this CPU. For the feature methods: sampling 25 "
            "frames with `chain_sdk.video.sample_clip` plus the EfficientNet-Lite0 backbone (onnxruntime, 2 threads) "
@@ -580,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="videos every method encodes from scratch, side by side, for the encode-time column (0: off)")
     p.add_argument("--no-crop-borders", action="store_true",
                    help="feature methods see whole frames (Encoder(crop_borders=False)); default: bars cropped")
+    p.add_argument("--probes", nargs="*", default=[], choices=["grid9", "corners5"],
+                   help="also score query-side multi-probe with these probe sets (first draw's queries)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -590,7 +627,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
     features.CROP_BORDERS = not args.no_crop_borders
     rs = dataset.build(args.split, edits_=args.edits, limit_segments=args.limit_segments,
                        limit_distractors=args.limit_distractors, draws=args.draws, progress=progress)
-    evaluated, outcomes, chain_notes = run_methods(rs, args, progress=progress)
+    evaluated, outcomes, chain_notes, probe_lines = run_methods(rs, args, progress=progress)
     timing_note = None
     if args.timing_videos > 0:
         timing_note = timing_pass(rs, evaluated, parse_models(args.models or []), outcomes, args.timing_videos)
@@ -606,7 +643,8 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
         training_plot(args.training_log, args.out.parent / figures["training"])
     runtime = time.perf_counter() - t0
     command = command or "python -m benchmarks.retrieval.report " + " ".join(sys.argv[1:])
-    write_report(args.out, rs, evaluated, outcomes, chain_notes, args, figures, runtime, command, timing_note)
+    write_report(args.out, rs, evaluated, outcomes, chain_notes, args, figures, runtime, command, timing_note,
+                 probe_lines)
     results = {"split": rs.split, "runtime_s": runtime, "queries": [q.key for q in rs.queries],
                "database": [v.key for v in rs.database],
                "methods": {ev.result.name: {"family": ev.result.family, "code_size": ev.result.code_size,

@@ -1,0 +1,94 @@
+"""Query-side multi-probe rows of the near-duplicate report (`--probes grid9 corners5`).
+
+Each query of the first draw is sampled once more with `chain_sdk.video.sample_probes` (the
+ordinary clip plus one clip per crop of the probe set, exactly what `Encoder.encode_probes`
+feeds the backbone), every probe clip goes through the backbone (cached like the ordinary
+features), and a database video's distance to the query is the smallest over the probes, as
+`chain_sdk.index.search_probes` ranks it. The database keeps its ordinary features.
+
+Probing costs the query (1 + P) backbone passes, so it is scored on the first draw's queries
+only, against the same methods without probes on the same queries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from benchmarks.retrieval import dataset, features, methods
+from chain_sdk.codes import pairwise_hamming
+
+
+def probe_features(path: Path, frames: int, backbone: str, probe_set: str) -> np.ndarray:
+    """float32 [1 + P, T, D]: backbone features of the ordinary clip and of each probe clip."""
+    from chain_sdk.video import PROBE_SETS, sample_probes
+
+    tag = f"{features.feature_tag(backbone)}-probes-{probe_set}_T{frames}"
+    cache = features.features_dir() / tag / f"{features.file_sha256(path)[:24]}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    h, w = features.input_size()
+    clips = sample_probes(str(path), frames, (w, h), PROBE_SETS[probe_set], crop_borders=features.CROP_BORDERS)
+    flat = clips.clip.frames.reshape(-1, h, w, 3)
+    feats = features.run_backbone(flat, backbone).reshape(clips.clip.frames.shape[0], frames, -1)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".part.npy")
+    np.save(tmp, feats)
+    tmp.replace(cache)
+    return feats
+
+
+def first_draw(rs: dataset.RetrievalSet) -> dataset.RetrievalSet:
+    """The queries of draw 0 of every family (tag `<family>0`)."""
+    queries = [q for q in rs.queries if q.key.endswith(f"__{q.edit}0")]
+    return replace(rs, queries=queries)
+
+
+def _min_over_probes(per_probe: list[np.ndarray]) -> np.ndarray:
+    return np.min(np.stack(per_probe), axis=0)
+
+
+def probed_rows(sub: dataset.RetrievalSet, fs: methods.FeatureSet, backbone: str, models: list[tuple[str, Path]],
+                probe_set: str, bits: int, *, progress: bool) -> list[methods.MethodResult]:
+    """Rows with probes for float cosine, random hyperplanes at `bits` and each CHAIN model of
+    `backbone` on its features `fs` (whose database rows are the ordinary features)."""
+    t0 = time.perf_counter()
+    probes = np.stack([probe_features(q.path, fs.queries.shape[1], backbone, probe_set)
+                       for q in tqdm(sub.queries, desc=f"{probe_set} probe features", unit="query",
+                                     disable=not progress)])  # [Q, 1 + P, T, D]
+    per_query_s = (time.perf_counter() - t0) / max(len(sub.queries), 1)
+    nq, p = probes.shape[:2]
+    suffix = f" + {probe_set} probes"
+    notes = [f"{p - 1} probes per query ({probe_set}); min distance over the query and its probes"]
+    centre = fs.train_centre
+
+    def unit(x):
+        x = x.mean(axis=-2) - centre
+        return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+
+    db_unit = unit(fs.database)
+    rows = [methods.MethodResult(
+        f"float cosine, mean feature{fs.label}{suffix}", "reference", f"{fs.database.shape[2]} float32 x {p}",
+        _min_over_probes([1.0 - unit(probes[:, j]) @ db_unit.T for j in range(p)]), per_query_s, notes,
+        features=fs.label)]
+    planes = np.random.default_rng(0).standard_normal((fs.database.shape[2], bits)).astype(np.float32)
+    db_rh = methods.sign_pack((fs.database.mean(axis=1) - centre) @ planes)
+    rows.append(methods.MethodResult(
+        f"random hyperplanes {bits} bits{fs.label}{suffix}", "ablation", f"{bits} bits x {p}",
+        _min_over_probes([pairwise_hamming(methods.sign_pack((probes[:, j].mean(axis=1) - centre) @ planes), db_rh)
+                          for j in range(p)]), per_query_s, notes + ["seed 0"], features=fs.label))
+    for name, model_dir in models:
+        if methods.model_frames(model_dir) != fs.queries.shape[1] or methods.model_backbone(model_dir) != backbone:
+            continue
+        db, _ = methods.temporal_codes(model_dir, fs.database)
+        codes, _ = methods.temporal_codes(model_dir, probes.reshape(nq * p, *probes.shape[2:]))
+        codes = codes.reshape(nq, p, -1)
+        rows.append(methods.MethodResult(
+            f"{name}{suffix}", "chain", f"{codes.shape[2] * 8} bits x {p}",
+            _min_over_probes([pairwise_hamming(codes[:, j], db) for j in range(p)]), per_query_s, notes,
+            features=fs.label))
+    return rows
