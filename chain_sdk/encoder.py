@@ -45,7 +45,7 @@ from chain_sdk.contract import ModelContract, check_onnx_metadata, read_model_di
 from chain_sdk.errors import ChainSDKError, ModelMismatchError, PartialVideoError, PartialVideoWarning
 from chain_sdk.models import resolve_model
 from chain_sdk.video import sample_video, sample_windows
-from chain_sdk.video.probes import GRID9, sample_probes
+from chain_sdk.video.probes import CORNERS5, sample_probes
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +241,10 @@ class Encoder:
             warnings.warn(partial, stacklevel=2)
         return self.encode_clips(clip[None])[0]
 
-    def encode_probes(self, video: Any, regions: Any = GRID9) -> np.ndarray:
+    def encode_probes(self, video: Any, regions: Any = CORNERS5) -> np.ndarray:
         """Codes of a query and of crops of its picture, for query-side multi-probe
         (`chain_sdk.video.probes`): uint8 [1 + P, bits/8], row 0 exactly `encode(video)`, then one
-        code per region (default the 3 x 3 grid of half-size crops). Search them together with
+        code per region (default the four quadrants and the centre half, `CORNERS5`). Search them together with
         `chain_sdk.index.search_probes`; the database keeps one `encode` code per video."""
         clips, partial = self._sample(video, regions)
         if partial:

@@ -65,7 +65,7 @@ def encoder():
 def test_encode_probes_row_zero_is_encode(encoder):
     path = str(data.path("bikes.mp4"))
     codes = encoder.encode_probes(path)
-    assert codes.shape == (1 + len(GRID9), encoder.bits // 8) and codes.dtype == np.uint8
+    assert codes.shape == (1 + len(CORNERS5), encoder.bits // 8) and codes.dtype == np.uint8
     np.testing.assert_array_equal(codes[0], encoder.encode(path))
 
 

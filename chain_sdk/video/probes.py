@@ -13,7 +13,8 @@ probe sets are fixed in advance rather than fitted to a benchmark:
 
 - `GRID9`: the 3 x 3 grid of half-size crops at strides of a quarter picture (the four corner
   quadrants, the four edge midpoints and the centre), as multi-crop image retrieval uses;
-- `CORNERS5`: its four quadrants and the centre, half the cost.
+- `CORNERS5`: its four quadrants and the centre, about half the cost (`Encoder.encode_probes`'
+  default, the set the near-duplicate benchmark scores).
 
 `ProbeFit` is the frame fit (`FrameFit`) of a probe clip: it returns the ordinary clip first,
 bit for bit what `sample_clip` gives, then one clip per region, cropped from a work copy of each
