@@ -20,7 +20,7 @@ if [ ! -f "$backbone" ]; then
   $PY -c "import sys; from chain_sdk.export.onnx_export import export_backbone
 export_backbone(sys.argv[1], backbone='efficientnet_lite0_luma')" "$backbone"
 fi
-recipe=(--data-split train --segment 10 --hop 5 --backbone "$backbone"
+recipe=(--data-split train --segment 10 --hop 10 --backbone "$backbone"
         --augment-policy reupload --augment-draws 6 --temporal-crop 0.8
         --dim 192 --depth 2 --heads 4 --temperature 0.2
         --epochs "$STEPS" --batch-size 64 --augment-seed 0 --bits "$BITS")
