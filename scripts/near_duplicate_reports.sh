@@ -21,6 +21,7 @@ PEERS=${PEERS:-vpdq tmkpy perception}
 PROBES=${PROBES:-corners5}
 extra=()
 [ -n "${LIMIT:-}" ] && extra+=(--limit-segments "$LIMIT")  # a subset that keeps every source
+[ -n "${PROBE_SEGMENTS:-}" ] && extra+=(--probe-segments "$PROBE_SEGMENTS")  # probe fewer queries
 shipped=("default64#2=chain_sdk/models/default-64")
 for run in "$DEFAULT_RUNS"/chain64_s*/; do
   [ -f "$run/model.safetensors" ] && shipped+=("default64#$(basename "$run" | sed 's/.*_s//')=${run%/}")

@@ -7,7 +7,8 @@ features), and a database video's distance to the query is the smallest over the
 `chain_sdk.index.search_probes` ranks it. The database keeps its ordinary features.
 
 Probing costs the query (1 + P) backbone passes, so it is scored on the first draw's queries
-only, against the same methods without probes on the same queries.
+only (of the first `--probe-segments` evaluation segments), against the same methods without
+probes on the same queries.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def probe_features(path: Path, frames: int, backbone: str, probe_set: str) -> np
     return feats
 
 
-def first_draw(rs: dataset.RetrievalSet) -> dataset.RetrievalSet:
-    """The queries of draw 0 of every family (tag `<family>0`)."""
-    queries = [q for q in rs.queries if q.key.endswith(f"__{q.edit}0")]
+def first_draw(rs: dataset.RetrievalSet, segments: int | None = None) -> dataset.RetrievalSet:
+    """The queries of draw 0 of every family (tag `<family>0`), of the first `segments`
+    evaluation segments (all when None)."""
+    keys = set(rs.eval_keys[:segments])
+    queries = [q for q in rs.queries if q.key.endswith(f"__{q.edit}0") and q.relevant in keys]
     return replace(rs, queries=queries)
 
 

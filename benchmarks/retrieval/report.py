@@ -143,7 +143,7 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
 def probe_section(rs, evaluated: list[Evaluated], sets: dict, models, args, *, progress: bool) -> list[str]:
     """Query-side multi-probe (`benchmarks.retrieval.probing`) on the first draw's queries: each
     probed row next to the same method without probes on the same queries."""
-    sub = probing.first_draw(rs)
+    sub = probing.first_draw(rs, args.probe_segments)
     keep = np.isin([q.key for q in rs.queries], [q.key for q in sub.queries])
     bits = args.bits[0]
     plain = {f"float cosine, mean feature{fs.label}" for fs in sets.values()}
@@ -155,7 +155,9 @@ def probe_section(rs, evaluated: list[Evaluated], sets: dict, models, args, *, p
         for backbone, fs in sets.items():
             rows += [evaluate(r, sub) for r in probing.probed_rows(sub, fs, backbone, models, probe_set, bits,
                                                                    progress=progress)]
-    lines = [f"### Query-side multi-probe ({len(sub.queries)} queries: the first draw of every family)", "",
+    segments = len({q.relevant for q in sub.queries})
+    lines = [f"### Query-side multi-probe ({len(sub.queries)} queries: the first draw of every family, "
+             f"{segments} evaluation segments)", "",
              "Each query is also hashed from crops of its picture (`Encoder.encode_probes`) and matched by its "
              "nearest probe (`chain_sdk.index.search_probes`); the database is unchanged. Cost: one backbone "
              "pass per probe on the query side.", "",
@@ -617,6 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature methods see whole frames (Encoder(crop_borders=False)); default: bars cropped")
     p.add_argument("--probes", nargs="*", default=[], choices=["grid9", "corners5"],
                    help="also score query-side multi-probe with these probe sets (first draw's queries)")
+    p.add_argument("--probe-segments", type=int, default=None,
+                   help="probe the queries of only the first N evaluation segments (cost)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
