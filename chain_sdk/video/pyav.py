@@ -213,6 +213,12 @@ class PyAVSource(VideoSource):
         self._origin = int(pts.min())
         return (np.sort(pts) - self._origin) * self._tb
 
+    @property
+    def origin_seconds(self) -> float:
+        """The stream time (pts x time base, s) of frame 0: `frame_times()` count from it."""
+        assert self._origin is not None, "call frame_times() first"
+        return self._origin * self._tb
+
     def decode_at(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, BGR frame) for each wanted frame index (presentation order), range by range.
         Call `frame_times()` first. Seeks between ranges; when a seek lies, reads the packets
