@@ -8,7 +8,8 @@
 - `decode_at(indices)` asks torchcodec's CUDA decoder (`VideoDecoder(device="cuda:N")`, its
   default "nvdec" backend) for the frames played at those frames' stream times, and checks that
   each frame that comes back has the wanted presentation time (else `SeekMismatch`, and the
-  sampler decodes sequentially: on the CPU, through the PyAV cursor, frames uploaded);
+  sampler decodes sequentially: on the CPU, through the PyAV cursor, frames uploaded; so are
+  MPEG program and transport streams, whose timestamps do not name frames one to one);
 - frames are uint8 [H, W, 3] BGR torch tensors on the GPU (torchcodec's RGB, channels
   reversed): `chain_sdk.video.tensor_fit.TensorFrameFit` resizes and crops them there and the
   clip goes to onnxruntime-CUDA or TensorRT as a device tensor.
@@ -100,13 +101,22 @@ class NvdecSource(VideoSource):
         if fallback:  # torchcodec decodes on the CPU when NVDEC lacks the codec
             log.warning("%s: %s", description, fallback)
 
+    # Damage is counted by the PyAV side, which reads every packet (see chain_sdk.video.pyav).
     @property
     def decode_errors(self) -> int:
         return self._index.decode_errors
 
+    @decode_errors.setter
+    def decode_errors(self, n: int) -> None:
+        self._index.decode_errors = n
+
     @property
     def damaged_frames(self) -> int:
         return self._index.damaged_frames
+
+    @damaged_frames.setter
+    def damaged_frames(self, n: int) -> None:
+        self._index.damaged_frames = n
 
     def frame_times(self) -> np.ndarray | None:
         times = self._index.frame_times()
@@ -118,6 +128,8 @@ class NvdecSource(VideoSource):
         decoder returns a frame other than the one asked for (by presentation time)."""
         times = self._index.frame_times()
         assert times is not None, "decode_at needs the frame index (frame_times() is None)"
+        if self._index.in_order_only:  # timestamps there do not name frames one to one
+            raise SeekMismatch("MPEG program/transport stream: frames are found by decoding in order")
         wanted = sorted(set(int(i) for i in indices))
         request = stream_times(times, wanted, self._index.origin_seconds)
         for start in range(0, len(wanted), DECODE_CHUNK):

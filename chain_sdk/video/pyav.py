@@ -214,6 +214,11 @@ class PyAVSource(VideoSource):
         return (np.sort(pts) - self._origin) * self._tb
 
     @property
+    def in_order_only(self) -> bool:
+        """MPEG program/transport streams: frames are found only by decoding in order."""
+        return self._container.format.name in SEQUENTIAL_FORMATS
+
+    @property
     def origin_seconds(self) -> float:
         """The stream time (pts x time base, s) of frame 0: `frame_times()` count from it."""
         assert self._origin is not None, "call frame_times() first"
@@ -225,7 +230,7 @@ class PyAVSource(VideoSource):
         from the start instead (still decoding only the ranges). Raises `SeekMismatch` when a
         wanted frame cannot be decoded exactly."""
         assert self._packets is not None and self._order is not None
-        if self._container.format.name in SEQUENTIAL_FORMATS:
+        if self.in_order_only:
             yield from self._decode_in_order(indices)
             return
         ranges = self._ranges(sorted(set(int(i) for i in indices)))
