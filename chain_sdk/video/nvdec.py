@@ -16,7 +16,9 @@
 
 Pixels differ a little from the CPU decoders' (NVDEC's YUV -> RGB conversion is not swscale's
 BT.601 bicubic one), so codes can differ in bits whose logits are near 0: scripts/gpu_check.sh
-step 6 measures the agreement with the CPU path on the sample clips.
+step 6 measures the agreement with the CPU path on the sample clips. Damage is found as on the
+CPU where the packets show it (corrupt or missing packets: no frame index, so sequential CPU
+decoding with its counters); frames NVDEC conceals errors in are not counted.
 
 Needs torch with CUDA and torchcodec (the `nvdec` extra) and an NVIDIA GPU with NVDEC; where any
 is missing, opening raises `DecoderUnavailableError` saying which. torch and torchcodec are
