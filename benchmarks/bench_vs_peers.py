@@ -14,6 +14,9 @@ and the 10-minute film itself (720p) plus a 360p copy; copies are cached under
 - chain (opencv): the same with `open_video(path, decoder="opencv")`, the previous path (every
   frame decoded by OpenCV's grab()), whose codes are the same (tests/test_encoder.py);
 - decode only / inference only: `Encoder.sample` and `Encoder.encode_clips` of that clip;
+- chain int8 (with `--int8`): `Encoder(int8 copy).encode(path)`, the default model quantized by
+  `export.quantize.quantize_model` (cached under `cache_dir()/bench/int8`); its codes differ
+  from fp32 by about 2 % of bits, so it is a row of its own, not the default;
 - vpdq, tmkpy, videohash: their hash of the whole video in their own virtual environments
   (benchmarks/retrieval/install_peers.sh), timed inside the worker (`peer_worker.py`: the
   seconds of the hash call alone, no interpreter start-up), each with its own defaults (vpdq:
@@ -86,12 +89,26 @@ def long_film(res: str) -> Path:
 
 # ---------------------------------------------------------------------- chain
 
+def int8_model() -> Path:
+    """The packaged default model quantized to int8 (export/quantize.py), made once."""
+    from chain_sdk.models import resolve_model
+    from export.quantize import quantize_model
+
+    out = data.cache_dir() / "bench" / "int8"
+    if not (out / "model.json").is_file():
+        quantize_model(resolve_model(), out, "int8")
+    return out
+
+
 class Chain:
-    def __init__(self) -> None:
+    def __init__(self, int8: bool = False) -> None:
         from chain_sdk.encoder import Encoder
 
         self.enc = Encoder()
         self.enc.encode(data.path("carphone.mp4"))  # warm: sessions and arenas allocated
+        self.int8 = Encoder(int8_model()) if int8 else None
+        if self.int8 is not None:
+            self.int8.encode(data.path("carphone.mp4"))
 
     def time(self, path: Path) -> dict[str, tuple[float, float]]:
         """method -> (wall seconds, CPU seconds of this process, all threads)."""
@@ -104,6 +121,8 @@ class Chain:
             "decode only": lambda: clip.append(self.enc.sample(path)),
             "inference only": lambda: self.enc.encode_clips(clip[0][None]),
         }
+        if self.int8 is not None:
+            steps["chain int8"] = lambda: self.int8.encode(path)
         out = {}
         for method, step in steps.items():
             t, c = time.perf_counter(), _cpu()
@@ -213,11 +232,12 @@ PEAK_MB: dict[tuple[str, str], float] = {}  # (peer, video label) -> peak MB of 
 
 PEER_TIMEOUT_S = 1800.0
 WITH_CHAIN = True
+WITH_INT8 = False
 
 
 def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> Result:
     """Every method timed once per video per round, in turn; medians over the rounds."""
-    chain = Chain() if WITH_CHAIN else None
+    chain = Chain(WITH_INT8) if WITH_CHAIN else None
     times: dict[str, dict[str, list[tuple[float, float]]]] = {label: {} for label, _ in videos}
     for r in range(rounds):
         for label, path in videos:
@@ -237,7 +257,8 @@ def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> R
 
 
 def print_table(title: str, result: Result, peers: list[str]) -> None:
-    methods = ["chain (pyav)", "chain (opencv)", "decode only", "inference only", *peers]
+    methods = ["chain (pyav)", "chain (opencv)", "decode only", "inference only",
+               *(["chain int8"] if WITH_INT8 else []), *peers]
     for k, kind in enumerate(("wall", "CPU")):
         print(f"\n== {title}: median {kind} seconds per video; ratio = peer / chain (pyav) ==")
         print(f"{'video':18s} " + " ".join(f"{m:>14s}" for m in methods) + " " +
@@ -293,7 +314,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    global PEER_TIMEOUT_S, WITH_CHAIN
+    global PEER_TIMEOUT_S, WITH_CHAIN, WITH_INT8
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["short", "long", "memory"])
@@ -307,12 +328,14 @@ def main() -> None:
                         help="time only the peers (e.g. to run the slow ones in parallel processes)")
     parser.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
                         help="wall seconds after which a peer's hash of one video is stopped (reported as inf)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time the int8 copy of the default model (a row of its own)")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
         return _chain_peak_child(*args.peak_child)
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f}")
-    PEER_TIMEOUT_S, WITH_CHAIN = args.peer_timeout, not args.no_chain
+    PEER_TIMEOUT_S, WITH_CHAIN, WITH_INT8 = args.peer_timeout, not args.no_chain, args.int8
     peers = {p: python for p, python in peer_pythons().items() if p in args.peers}
     if "short" not in args.skip:
         videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in args.starts]

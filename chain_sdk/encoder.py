@@ -14,6 +14,12 @@ packets the sampled frames depend on (chain_sdk/video/pyav.py; same frames, same
 decoding everything with OpenCV). Decoding runs in a thread pool (PyAV and OpenCV release the
 GIL) ahead of inference in `encode_batch`, and in a thread ahead of inference in `stream`.
 
+GPU path: `Encoder(device="cuda", decoder="nvdec")` decodes files with NVDEC
+(chain_sdk/video/nvdec.py: the same frame indices, chosen from PyAV's packet index), resizes and
+crops them with torch ops on the GPU (chain_sdk/video/tensor_fit.py) and hands the clip to
+onnxruntime-CUDA (IOBinding) or TensorRT as a device tensor: no frame crosses to the host.
+Streams (`stream`) and in-memory inputs still decode on the CPU.
+
 Partly decodable videos (truncated, corrupt, a network stream that stalled past
 `chain_sdk.video.source.STREAM_TIMEOUT_S`) are hashed from the frames that decode, with a
 `PartialVideoWarning` from `encode` and `encode_batch` and an entry in `BatchResult.warnings`;
@@ -111,6 +117,9 @@ class Encoder:
     threads: intra-op threads of the backend (default: the available cores).
     graphs: "auto" | "split" | "fused" (see the module docstring).
     decode_workers: decoder threads for encode_batch (default: min(4, cores)).
+    decoder: "auto" | "pyav" | "opencv" for files (see `chain_sdk.video.open_video`), or "nvdec":
+        decode files on the GPU of `device` and keep the clip there (needs the `nvdec` extra;
+        `DecoderUnavailableError` at construction where it cannot run).
     crop_borders: crop black bars shared by all frames of a clip before resizing, so a
         letterboxed or pillarboxed copy hashes like its original (off: the whole frame).
     strict: a video that decodes only partly (truncated or corrupt file, a stream that stalled
@@ -122,7 +131,7 @@ class Encoder:
                  device: str | None = None, batch_size: int = 16, frames: int | None = None,
                  threads: int | None = None, graphs: str = "auto",
                  decode_workers: int | None = None, crop_borders: bool = True,
-                 strict: bool = False) -> None:
+                 strict: bool = False, decoder: str = "auto") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_dir = resolve_model(model)
@@ -135,6 +144,7 @@ class Encoder:
         self.input_size = (c.input_width, c.input_height)  # (W, H), cv2.resize order
         self.crop_borders = crop_borders
         self.strict = strict
+        self.decoder, self.decode_device = self._choose_decoder(decoder, device)
         self.mode = self._choose_graphs(graphs)
         from chain_sdk.backends import create_backend
 
@@ -152,6 +162,25 @@ class Encoder:
                  self.frames, self.mode, self.backend_names)
 
     # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _choose_decoder(decoder: str, device: str | None) -> tuple[str, str | None]:
+        """(decoder, device the clip is prepared on: None for the host)."""
+        from chain_sdk.video.source import DECODERS
+
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if decoder != "nvdec":
+            return decoder, None
+        from chain_sdk.backends.base import parse_device
+        from chain_sdk.errors import DecoderUnavailableError
+        from chain_sdk.video import nvdec
+
+        kind, index = parse_device(device or "cuda")
+        if kind != "cuda":
+            raise DecoderUnavailableError(f"decoder='nvdec' decodes on a CUDA device; device={device!r}")
+        nvdec.require()
+        return decoder, f"cuda:{index}"
 
     def _choose_graphs(self, graphs: str) -> str:
         have = set(self.contract.graphs)
@@ -198,12 +227,19 @@ class Encoder:
         return clip
 
     def _sample(self, video: Any, regions: Any = None) -> tuple[np.ndarray, PartialVideoWarning | None]:
-        """The clip (with `regions`: the probe clips, `sample_probes`), and the warning for a partly
-        decodable video (raised when strict)."""
-        if regions is None:
-            found = sample_video(video, self.frames, resize=self.input_size, crop_borders=self.crop_borders)
-        else:
+        """The clip (with `regions`: the probe clips of `sample_probes`, always decoded on the CPU),
+        and the warning for a partly decodable video (raised when strict)."""
+        if regions is not None:
             found = sample_probes(video, self.frames, self.input_size, regions, self.crop_borders)
+        elif self.decoder != "auto" and isinstance(video, (str, os.PathLike)):
+            from chain_sdk.video import open_video
+
+            with open_video(video, decoder=self.decoder, device=self.decode_device or "cuda") as src:
+                found = sample_video(src, self.frames, resize=self.input_size,
+                                     crop_borders=self.crop_borders, device=self.decode_device)
+        else:
+            found = sample_video(video, self.frames, resize=self.input_size,
+                                 crop_borders=self.crop_borders)
         if found.partial is None:
             return found.clip.frames, None
         if self.strict:
@@ -211,14 +247,15 @@ class Encoder:
         return found.clip.frames, PartialVideoWarning(describe(video), found.partial)
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
-        """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size)."""
+        """Codes of prepared clips uint8 [B, T, H, W, 3] (already at the input size): a numpy
+        array, or a torch tensor (on the backend's GPU: read there, no host copy)."""
         return self.run_clips(clips)["code"]
 
     def run_clips(self, clips: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs ("code" uint8 [B, bits/8], "logits" float32 [B, bits]) for prepared clips."""
-        clips = np.ascontiguousarray(clips)
+        clips = clips.contiguous() if _is_tensor(clips) else np.ascontiguousarray(clips)
         w, h = self.input_size
-        if clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[2:] != (h, w, 3):
+        if str(clips.dtype) not in ("uint8", "torch.uint8") or clips.ndim != 5 or tuple(clips.shape[2:]) != (h, w, 3):
             raise ModelMismatchError(f"clips must be uint8 [B, T, {h}, {w}, 3], got {clips.dtype} {clips.shape}")
         if self.mode == "fused":
             return self._backends["chain"].run({"frames": clips})
@@ -327,7 +364,7 @@ class Encoder:
     def _flush(self, batch: list[tuple[int, np.ndarray]], codes: list, indices: list, bar: Any) -> None:
         if not batch:
             return
-        out = self.encode_clips(np.stack([clip for _, clip in batch]))
+        out = self.encode_clips(_stack([clip for _, clip in batch]))
         codes.extend(out)
         indices.extend(i for i, _ in batch)
         bar.set_postfix(hashed=len(codes), refresh=False)
@@ -380,6 +417,22 @@ class Encoder:
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.model_dir)!r}, bits={self.bits}, frames={self.frames}, {self.mode})"
+
+
+def _is_tensor(array: Any) -> bool:
+    return type(array).__module__.startswith("torch")
+
+
+def _stack(clips: list[Any]) -> Any:
+    """np.stack of host clips; torch.stack (on the first tensor's device) when some clips are
+    tensors (GPU-decoded), host clips uploaded to it."""
+    tensors = [c for c in clips if _is_tensor(c)]
+    if not tensors:
+        return np.stack(clips)
+    import torch
+
+    device = tensors[0].device
+    return torch.stack([torch.as_tensor(c).to(device) for c in clips])
 
 
 def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:

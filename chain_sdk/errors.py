@@ -75,6 +75,11 @@ class BackendUnavailableError(ChainSDKError):
     """The requested inference backend cannot run on this machine (not installed, no device)."""
 
 
+class DecoderUnavailableError(BackendUnavailableError):
+    """The requested video decoder cannot run on this machine (a GPU decoder without its
+    library, without a CUDA device, or without NVDEC support for the codec)."""
+
+
 class IndexFormatError(ChainSDKError):
     """A Hamming index file is truncated, corrupted, foreign or of an unsupported version."""
 

@@ -5,7 +5,7 @@
 #   3. the CUDA Hamming kernels against the CPU kernels and the numpy reference, with timings;
 #   4. the onnxruntime CUDA path of Encoder against its CPU path, with timings;
 #   5. the torch CUDA path (TorchBackend) against the CPU path, with timings;
-#   6. GPU video decode (reserved for the `decode` work: see the marked block below).
+#   6. GPU video decode (NVDEC via torchcodec, the clip kept on the GPU) against the CPU decoder.
 # Each step has its own time limit and prints PASS / FAIL / SKIP (with the reason) and its time;
 # the summary at the end repeats them. Exit status 1 when any step failed, else 0.
 #
@@ -77,7 +77,7 @@ step "1 build CUDA module" 120 bash -c build_cuda_module
 
 step "2 GPU tests (pytest)" 150 "$PY" -m pytest -q -rs -p no:cacheprovider \
   -m "gpu or tensorrt" tests/test_hamming_cuda.py tests/test_backends.py tests/test_tensorrt.py \
-  tests/test_index_api.py tests/test_cli.py
+  tests/test_index_api.py tests/test_cli.py tests/test_nvdec.py
 
 step "3 CUDA kernels vs CPU" 45 "$PY" - <<'EOF'
 import sys, time
@@ -177,10 +177,58 @@ print(f"{torch.cuda.get_device_name(0)}: CPU {tc:.2f} s, GPU {tg:.2f} s, CPU/GPU
 EOF
 
 # --- 6 GPU video decode -------------------------------------------------------------------
-# Reserved for the `decode` work (hardware decode paths): add one `step "6 GPU decode" LIMIT ...`
-# here that compares GPU-decoded frames or codes with the CPU decoder and prints timings.
-# Keep the total of all limits under 8 minutes: steps 1-5 allow 435 s at most (they take far
-# less when the module is prebuilt), which leaves this step 45 s.
+# Encoder(device="cuda", decoder="nvdec"): NVDEC through torchcodec, resize/crop as torch ops on
+# the GPU, the clip bound in place by onnxruntime-CUDA (chain_sdk/video/nvdec.py); against the
+# CPU decoder (PyAV) with the same GPU inference, on the sample clips and the 10-minute film.
+# Its pytest tests (tests/test_nvdec.py -m gpu) run in step 2. Steps 1-5 allow 435 s: 45 s here.
+step "6 GPU decode (NVDEC) vs CPU" 45 "$PY" - <<'EOF'
+import sys, time
+import numpy as np
+from chain_sdk.errors import DecoderUnavailableError
+from chain_sdk.video import nvdec
+try:
+    nvdec.require()
+except DecoderUnavailableError as exc:
+    print(f"SKIP: {exc}"); sys.exit(77)
+import torch
+from chain_sdk import Encoder, data
+try:
+    paths = [data.path(n, fetch_missing=False) for n in data.SMALL_CLIPS]
+except FileNotFoundError as exc:
+    print(f"SKIP: {exc}"); sys.exit(77)
+try:
+    paths.append(data.path("bbb.mp4", fetch_missing=False))
+except FileNotFoundError:
+    print("bbb.mp4 not fetched: the 10-minute film is left out")
+cpu = Encoder(device="cuda")  # PyAV on the CPU, onnxruntime on the GPU
+gpu = Encoder(device="cuda", decoder="nvdec")
+print(gpu.backend_names)
+cpu.encode(paths[0]); gpu.encode(paths[0])  # warm-up: sessions, NVDEC, the resize weights
+
+def timed(fn):
+    torch.cuda.synchronize(); t = time.perf_counter(); out = fn(); torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+worst = 1.0
+for path in paths:
+    (a_clip, _), ta = timed(lambda: cpu._sample(path))
+    (b_clip, _), tb = timed(lambda: gpu._sample(path))
+    on_gpu = isinstance(b_clip, torch.Tensor) and b_clip.is_cuda
+    a, b = cpu.run_clips(a_clip[None]), gpu.run_clips(b_clip[None])
+    clear = np.abs(a["logits"]) > 0.5
+    same = np.unpackbits(a["code"], axis=1) == np.unpackbits(b["code"], axis=1)
+    agree = float(same[clear].mean()) if clear.any() else 1.0
+    pixels = np.abs(b_clip.cpu().numpy().astype(np.int16) - a_clip).mean()
+    print(f"{path.name:18s} decode+fit CPU {ta:6.3f} s, GPU {tb:6.3f} s, CPU/GPU {ta / tb:5.1f}x; "
+          f"clip on GPU {on_gpu}; mean |pixel diff| {pixels:.2f}; bits agreeing where |logit| > 0.5 "
+          f"{agree:.4f}, all bits {same.mean():.4f}")
+    # MPEG program streams are sampled by the CPU cursor (frames uploaded after the resize)
+    assert on_gpu, f"{path.name}: the clip is not a CUDA tensor"
+    if path.name != "bbb.mp4":
+        worst = min(worst, agree)
+print(f"lowest agreement on the sample clips: {worst:.4f}")
+assert worst >= 0.98
+EOF
 # --- end of GPU video decode --------------------------------------------------------------
 
 echo

@@ -127,3 +127,24 @@ def test_missing_and_unexpected_inputs_are_named(tmp_path):
         backend.run({})
     with pytest.raises(ModelMismatchError, match="unexpected \\['frames'\\]"):
         backend.run({"features": np.zeros((1, 4, 8), np.float32), "frames": np.zeros(1)})
+
+
+def test_onnxruntime_binds_torch_tensors_by_pointer_and_gives_the_numpy_result(tmp_path):
+    """The IOBinding path the GPU decoder feeds (device tensors bound in place), here with CPU
+    tensors: same outputs as a plain run; a strided view is refused, not read as its base."""
+    torch = pytest.importorskip("torch")
+    from chain_sdk.backends.base import device_array
+    from chain_sdk.errors import ModelMismatchError
+
+    sign_pack_graph(tmp_path / "g.onnx")
+    backend = create_backend("onnxruntime", tmp_path / "g.onnx", threads=1)
+    x = np.random.default_rng(3).standard_normal((7, 8)).astype(np.float32)
+    t = torch.from_numpy(x.copy())
+    where = device_array(t)
+    assert where is not None and where.device_type == "cpu" and where.pointer == t.data_ptr()
+    assert device_array(x) is None  # numpy takes the plain path
+    want, got = backend.run({"features": x}), backend.run({"features": t})
+    for name in ("code", "logits"):
+        np.testing.assert_array_equal(got[name], want[name])
+    with pytest.raises(ModelMismatchError, match="contiguous"):
+        backend.run({"features": torch.from_numpy(np.ascontiguousarray(x.T)).T})

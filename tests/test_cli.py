@@ -167,3 +167,20 @@ def test_demo_prints_the_match_table(model_dir, tmp_path, capsys):
     assert cli.main(["demo", "--model", model_dir, "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "copies matched their original" in out and "bigbuckbunny.flip.mp4" in out
+
+
+def test_decoder_option_reaches_the_encoder(model_dir, tmp_path, capsys):
+    from chain_sdk.video import nvdec
+
+    video = str(data.path("carphone.mp4"))
+    out = tmp_path / "codes.jsonl"
+    assert cli.main(["encode", video, "--model", model_dir, "-o", str(out), "--no-progress",
+                     "--decoder", "opencv"]) == 0
+    from chain_sdk.encoder import Encoder
+
+    row = json.loads(out.read_text())
+    np.testing.assert_array_equal(from_hex(row["code"]), Encoder(model_dir).encode(video))
+    if not nvdec.available():  # the typed refusal, as a message and the error status
+        assert cli.main(["encode", video, "--model", model_dir, "-o", str(out), "--no-progress",
+                         "--decoder", "nvdec"]) == cli.EXIT_ERROR
+        assert "GPU decoding needs" in capsys.readouterr().err

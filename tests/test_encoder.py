@@ -279,6 +279,39 @@ def cut_at_ten_percent(tmp_path):
     return cut
 
 
+def test_clips_as_torch_tensors_give_the_numpy_codes(encoder, bikes):
+    """The GPU decode path hands clips over as tensors (bound by pointer in onnxruntime): on
+    CPU tensors the codes are those of the numpy clips, also in a batch mixing both."""
+    from chain_sdk.encoder import _stack
+
+    clip = encoder.sample(bikes.frames)
+    want = encoder.run_clips(np.stack([clip, clip[::-1]]))
+    got = encoder.run_clips(torch.from_numpy(np.stack([clip, clip[::-1]])))
+    np.testing.assert_array_equal(got["code"], want["code"])
+    np.testing.assert_allclose(got["logits"], want["logits"], rtol=0, atol=0)
+    mixed = _stack([torch.from_numpy(clip), np.ascontiguousarray(clip[::-1])])
+    assert isinstance(mixed, torch.Tensor)
+    np.testing.assert_array_equal(encoder.encode_clips(mixed), want["code"])
+    with pytest.raises(ModelMismatchError):
+        encoder.run_clips(torch.from_numpy(np.stack([clip])).float())
+
+
+def test_decoder_choice_is_checked_and_nvdec_refused_without_a_gpu(model_dir):
+    from chain_sdk.errors import DecoderUnavailableError
+    from chain_sdk.video import nvdec
+
+    with pytest.raises(ValueError, match="decoder"):
+        Encoder(model_dir, decoder="ffmpeg")
+    with pytest.raises(DecoderUnavailableError):
+        Encoder(model_dir, device="cpu", decoder="nvdec")
+    if not nvdec.available():
+        with pytest.raises(DecoderUnavailableError):
+            Encoder(model_dir, decoder="nvdec")
+    path = data.path("bikes.mp4")
+    opencv = Encoder(model_dir, backend="onnxruntime", decoder="opencv")
+    assert np.array_equal(opencv.encode(path), Encoder(model_dir, backend="onnxruntime").encode(path))
+
+
 def test_partial_video_warns_in_encode_and_raises_when_strict(model_dir, encoder, cut_at_ten_percent):
     """Issue 13, item 7: a file cut at 10 % came back as a code, silently."""
     with pytest.warns(PartialVideoWarning, match="claims 250 frames but only"):

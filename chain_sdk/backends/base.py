@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,8 +36,49 @@ def parse_device(device: str | None) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+class DeviceArray(NamedTuple):
+    """Where an input's memory is, for backends that bind it by pointer (no copy)."""
+
+    device_type: str  # "cuda" or "cpu"
+    device_id: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    pointer: int
+
+
+def device_array(array: Any) -> DeviceArray | None:
+    """The memory of a torch tensor (any device) or of a `__cuda_array_interface__` array
+    (CuPy, Numba), or None for anything else (numpy arrays: the host path).
+
+    The array must be C-contiguous (ModelMismatchError otherwise: a strided view would be read
+    as its base). A torch CUDA tensor's current stream is synchronized first, so a backend that
+    reads it on a stream of its own sees finished data; other CUDA arrays must be ready."""
+    if type(array).__module__.startswith("torch") and hasattr(array, "data_ptr"):
+        if not array.is_contiguous():
+            raise ModelMismatchError("device input must be C-contiguous")
+        if array.is_cuda:
+            import torch
+
+            torch.cuda.current_stream(array.device).synchronize()
+        dtype = np.dtype(str(array.dtype).removeprefix("torch."))
+        return DeviceArray(array.device.type, array.device.index or 0, dtype, tuple(array.shape),
+                           int(array.data_ptr()))
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:
+        return None
+    dtype, shape = np.dtype(interface["typestr"]), tuple(int(d) for d in interface["shape"])
+    if interface.get("strides") not in (None, ()):
+        expected = tuple(int(np.prod(shape[i + 1:])) * dtype.itemsize for i in range(len(shape)))
+        if tuple(interface["strides"]) != expected:
+            raise ModelMismatchError("device input must be C-contiguous")
+    device = getattr(array, "device", None)
+    return DeviceArray("cuda", int(getattr(device, "id", 0) or 0), dtype, shape, int(interface["data"][0]))
+
+
 class Backend(ABC):
-    """`run({input_name: array}) -> {output_name: array}` on host numpy arrays."""
+    """`run({input_name: array}) -> {output_name: array}`: inputs are host numpy arrays or, for
+    the GPU backends, device arrays (`device_array`: torch CUDA tensors, CuPy) read in place;
+    outputs are host numpy arrays."""
 
     name: str = "backend"
     _inputs: list[str]  # set by each backend from its graph or engine

@@ -3,6 +3,11 @@
 CUDA is verified after the session is created: onnxruntime-gpu lists CUDAExecutionProvider even
 without a GPU or without the CUDA libraries, and then silently runs on CPU (docs/research/deploy.md §2). A
 session asked for CUDA that did not get it raises BackendUnavailableError instead.
+
+Device inputs (torch tensors, `__cuda_array_interface__` arrays: `base.device_array`) are bound
+by pointer with onnxruntime's IOBinding (`bind_input(name, device_type, device_id, element_type,
+shape, buffer_ptr)`), so frames decoded and resized on the GPU are read where they are; outputs
+(features, codes: small) are copied to the host.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chain_sdk.backends.base import Backend, available_cores, parse_device
-from chain_sdk.errors import BackendUnavailableError, ModelError
+from chain_sdk.backends.base import Backend, DeviceArray, available_cores, device_array, parse_device
+from chain_sdk.errors import BackendUnavailableError, ModelError, ModelMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,30 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(inputs)
+        bound = {k: device_array(inputs[k]) for k in self._inputs}
+        if any(b is not None for b in bound.values()):
+            return self._run_bound(inputs, bound)
         results = self._session.run(self._outputs, {k: inputs[k] for k in self._inputs})
         return dict(zip(self._outputs, results))
+
+    def _run_bound(self, inputs: dict[str, np.ndarray], bound: dict[str, DeviceArray | None]
+                   ) -> dict[str, np.ndarray]:
+        """IOBinding: device inputs by pointer (zero copy), host inputs as they are."""
+        binding = self._session.io_binding()
+        for name, where in bound.items():
+            if where is None:
+                binding.bind_cpu_input(name, np.ascontiguousarray(inputs[name]))
+                continue
+            if where.device_type == "cuda" and self.device == "cpu":
+                raise ModelMismatchError(f"input {name} is on cuda:{where.device_id}; this session runs on the CPU")
+            if where.device_type == "cuda" and f"cuda:{where.device_id}" != self.device:
+                raise ModelMismatchError(f"input {name} is on cuda:{where.device_id}; this session runs on {self.device}")
+            binding.bind_input(name, where.device_type, where.device_id, where.dtype.type, list(where.shape),
+                               where.pointer)
+        for name in self._outputs:
+            binding.bind_output(name, "cpu")
+        self._session.run_with_iobinding(binding)
+        return dict(zip(self._outputs, binding.copy_outputs_to_cpu()))
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]

@@ -4,7 +4,7 @@
 (`cuda.bindings.runtime`) for device memory, pinned host buffers and the stream. Buffers are
 allocated once for the profile's max batch. Inputs may be host numpy arrays (copied through a
 pinned staging buffer) or device arrays exposing `__cuda_array_interface__` (CuPy, Numba,
-PyTorch CUDA tensors), whose pointer is bound directly: zero copy.
+PyTorch CUDA tensors; `base.device_array`), whose pointer is bound directly: zero copy.
 
 Construction raises BackendUnavailableError where TensorRT, cuda-python or a GPU is missing, and
 EngineError for an engine built for another TensorRT / GPU / precision (never run silently).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from chain_sdk.backends.base import Backend, parse_device
+from chain_sdk.backends.base import Backend, device_array, parse_device
 from chain_sdk.backends.engine_dir import ENGINE_SUFFIXES, check_engine_dir, cuda_runtime, require_tensorrt
 from chain_sdk.errors import BackendUnavailableError, EngineError
 
@@ -58,19 +58,6 @@ class _Buffer:
             cudart.cudaFree(self.device)
             cudart.cudaFreeHost(self.host_ptr)
             self.device = self.host_ptr = 0
-
-
-def _device_pointer(array: Any) -> int | None:
-    """Device pointer of a `__cuda_array_interface__` array (contiguous), else None."""
-    interface = getattr(array, "__cuda_array_interface__", None)
-    if interface is None:
-        return None
-    if interface.get("strides") not in (None, ()):
-        itemsize = np.dtype(interface["typestr"]).itemsize
-        expected = tuple(int(np.prod(interface["shape"][i + 1:])) * itemsize for i in range(len(interface["shape"])))
-        if tuple(interface["strides"]) != expected:
-            raise EngineError("device input must be C-contiguous")
-    return int(interface["data"][0])
 
 
 class TensorRTBackend(Backend):
@@ -130,9 +117,11 @@ class TensorRTBackend(Backend):
                 raise EngineError(f"input {name} {shape} is outside the engine profile (max {self.max_shapes[name]})")
             if not self._context.set_input_shape(name, shape):
                 raise EngineError(f"TensorRT refused input shape {shape} for {name}")
-            pointer = _device_pointer(array)
-            if pointer is not None:  # zero copy: bind the caller's device memory
-                self._context.set_tensor_address(name, pointer)
+            on_device = device_array(array)
+            if on_device is not None and on_device.device_type == "cuda":
+                if on_device.dtype != buffer.dtype:
+                    raise EngineError(f"input {name} is {on_device.dtype} on the device; the engine takes {buffer.dtype}")
+                self._context.set_tensor_address(name, on_device.pointer)  # zero copy
                 continue
             host = np.ascontiguousarray(array, dtype=buffer.dtype)
             buffer.host[: host.size] = host.reshape(-1)

@@ -49,6 +49,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=positive_int, help="backend threads (default: the available cores)")
     g.add_argument("--no-crop-borders", action="store_true",
                    help="hash whole frames (default: crop each clip's black bars first)")
+    g.add_argument("--decoder", default="auto", choices=["auto", "pyav", "opencv", "nvdec"],
+                   help="video decoder for files (default: auto = PyAV, else OpenCV; nvdec: "
+                   "decode on the GPU of --device, needs the nvdec extra)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +125,8 @@ def _encoder(args: argparse.Namespace):
     from chain_sdk.encoder import Encoder
 
     return Encoder(args.model, backend=args.backend, device=args.device, batch_size=args.batch_size,
-                   frames=args.frames, threads=args.threads, crop_borders=not args.no_crop_borders)
+                   frames=args.frames, threads=args.threads, crop_borders=not args.no_crop_borders,
+                   decoder=args.decoder)
 
 
 # ---------------------------------------------------------------------- encode

@@ -213,13 +213,24 @@ class PyAVSource(VideoSource):
         self._origin = int(pts.min())
         return (np.sort(pts) - self._origin) * self._tb
 
+    @property
+    def in_order_only(self) -> bool:
+        """MPEG program/transport streams: frames are found only by decoding in order."""
+        return self._container.format.name in SEQUENTIAL_FORMATS
+
+    @property
+    def origin_seconds(self) -> float:
+        """The stream time (pts x time base, s) of frame 0: `frame_times()` count from it."""
+        assert self._origin is not None, "call frame_times() first"
+        return self._origin * self._tb
+
     def decode_at(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, BGR frame) for each wanted frame index (presentation order), range by range.
         Call `frame_times()` first. Seeks between ranges; when a seek lies, reads the packets
         from the start instead (still decoding only the ranges). Raises `SeekMismatch` when a
         wanted frame cannot be decoded exactly."""
         assert self._packets is not None and self._order is not None
-        if self._container.format.name in SEQUENTIAL_FORMATS:
+        if self.in_order_only:
             yield from self._decode_in_order(indices)
             return
         ranges = self._ranges(sorted(set(int(i) for i in indices)))

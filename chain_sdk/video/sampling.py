@@ -214,15 +214,19 @@ def _raise_empty(src: VideoSource) -> None:
 
 def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
                 rng: np.random.Generator | None = None, crop_borders: bool = False,
-                strict: bool = False) -> Frames:
+                strict: bool = False, device: str | None = None) -> Frames:
     """`frames` frames at segment centres (random within segments with `rng`), each resized to
     `resize=(W, H)` with INTER_AREA when given, after cropping the clip's black bars with
     `crop_borders` (see `FrameFit`). Memory is bounded whatever the video length.
 
     A video that decodes only partly (truncated, corrupt packets, a stream that stalled) is
     sampled from the frames that decode, with a `PartialVideoWarning`; `strict=True` raises
-    `PartialVideoError` instead."""
-    found = sample_video(source, frames, resize, rng, crop_borders)
+    `PartialVideoError` instead.
+
+    `device` ("cpu", "cuda:N"; needs torch): frames are resized and cropped there by torch ops
+    (`chain_sdk.video.tensor_fit.TensorFrameFit`) and the clip is a uint8 torch tensor on it;
+    with a GPU decoder (`open_video(path, decoder="nvdec")`) the frames never leave the GPU."""
+    found = sample_video(source, frames, resize, rng, crop_borders, device)
     description = getattr(source, "description", None) or str(source)
     if found.partial:
         if strict:
@@ -235,12 +239,19 @@ def sample_clip(source: Any, frames: int = 25, resize: tuple[int, int] | None = 
 
 
 def sample_video(source: Any, frames: int = 25, resize: tuple[int, int] | None = None,
-                 rng: np.random.Generator | None = None, crop_borders: bool = False) -> Sampled:
+                 rng: np.random.Generator | None = None, crop_borders: bool = False,
+                 device: str | None = None) -> Sampled:
     """`sample_clip` without warnings: the clip, the frame count and the partial-decode reason,
     for callers that report them their own way (`Encoder.encode_batch`)."""
+    if device is None:
+        fit: Any = FrameFit(resize, crop_borders)
+    else:
+        from chain_sdk.video.tensor_fit import TensorFrameFit
+
+        fit = TensorFrameFit(resize, crop_borders, device)
     src = open_video(source)
     try:
-        return _sample(src, frames, FrameFit(resize, crop_borders), rng)
+        return _sample(src, frames, fit, rng)
     finally:
         if src is not source:
             src.close()

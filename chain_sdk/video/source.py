@@ -233,11 +233,11 @@ def _check_frames_array(frames: np.ndarray, description: str) -> None:
         raise UnsupportedVideoError(description, f"frames of zero size {frames.shape[1:3]}")
 
 
-DECODERS = ("auto", "pyav", "opencv")
+DECODERS = ("auto", "pyav", "opencv", "nvdec")
 
 
 def open_video(source: Any, *, fps: float | None = None, color: str = "BGR",
-               decoder: str = "auto") -> VideoSource:
+               decoder: str = "auto", device: str = "cuda") -> VideoSource:
     """Open anything that is a video as a `VideoSource`.
 
     - `str` / `os.PathLike`: a file path; a URL (`http(s)://`, `rtsp://`, ...) opened with
@@ -251,7 +251,9 @@ def open_video(source: Any, *, fps: float | None = None, color: str = "BGR",
 
     Files are decoded with PyAV when it is installed (`decoder="auto"`: it decodes only the
     frames sampling needs, see `chain_sdk.video.pyav`), else with OpenCV; `decoder="opencv"`
-    or `"pyav"` forces one. URLs, pipelines and cameras always go through OpenCV.
+    or `"pyav"` forces one. `decoder="nvdec"` decodes files on the NVIDIA GPU `device`
+    (`chain_sdk.video.nvdec`: frames as CUDA tensors; `DecoderUnavailableError` where it cannot
+    run). URLs, pipelines and cameras always go through OpenCV.
 
     Raises `VideoOpenError` (missing/unopenable), `EmptyVideoError` (zero-byte file, empty
     array), `NoVideoStreamError` (a media file without video, e.g. audio only),
@@ -268,7 +270,7 @@ def open_video(source: Any, *, fps: float | None = None, color: str = "BGR",
     if isinstance(source, (int, np.integer)):
         return _open_camera(int(source))
     if isinstance(source, (str, os.PathLike)):
-        return _open_string(os.fspath(source), decoder)
+        return _open_string(os.fspath(source), decoder, device)
     if isinstance(source, (bytes, bytearray, memoryview)):
         raise UnsupportedVideoError("<bytes>", "encoded bytes are not supported; write them to a file")
     if isinstance(source, Iterable):
@@ -286,7 +288,7 @@ def _open_camera(index: int) -> VideoSource:
     return CaptureSource(index, cv2.CAP_ANY, f"camera {index}", reopenable=False, seekable=False)
 
 
-def _open_string(text: str, decoder: str) -> VideoSource:
+def _open_string(text: str, decoder: str, device: str = "cuda") -> VideoSource:
     if "!" in text and not os.path.exists(text):  # an existing file named "a!b.mp4" is a file
         if not _backend_available("GStreamer"):
             raise UnsupportedVideoError(
@@ -311,6 +313,10 @@ def _open_string(text: str, decoder: str) -> VideoSource:
         raise EmptyVideoError(text, "the file is empty (0 bytes)")
     from chain_sdk.video import pyav  # a subclass of VideoSource; av itself is imported lazily
 
+    if decoder == "nvdec":
+        from chain_sdk.video.nvdec import NvdecSource  # torch and torchcodec imported there
+
+        return NvdecSource(str(path), text, device)
     if decoder != "opencv" and pyav.available():
         try:
             return pyav.PyAVSource(str(path), text)
