@@ -21,14 +21,15 @@ def backbone():
     return get_backbone("efficientnet_lite0")  # BGR, as OpenCV decodes
 
 
-def classification_crop(rgb: np.ndarray) -> np.ndarray:
-    """Resize the short side to 256, centre-crop 224 (the ImageNet evaluation protocol)."""
+def classification_crop(rgb: np.ndarray, size: int = 224) -> np.ndarray:
+    """Resize the short side to size / 0.875 (256 for 224), centre-crop `size` (the ImageNet
+    evaluation protocol)."""
     h, w = rgb.shape[:2]
-    s = 256 / min(h, w)
+    s = round(size / 0.875) / min(h, w)
     img = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
     h, w = img.shape[:2]
-    top, left = (h - 224) // 2, (w - 224) // 2
-    return img[top : top + 224, left : left + 224]
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top : top + size, left : left + size]
 
 
 def photos() -> dict[str, np.ndarray]:

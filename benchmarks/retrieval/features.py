@@ -1,11 +1,12 @@
-"""Per-frame EfficientNet-Lite0 features of every benchmark video, computed once and cached.
+"""Per-frame EfficientNet-Lite features of every benchmark video, computed once and cached.
 
 A video's T frames are sampled at segment centres with `chain_sdk.video.sample_clip` (the
 runtime's own sampler, so the CHAIN rows see what `Encoder` sees: black bars cropped, unless
 `CROP_BORDERS` is switched off by the report's --no-crop-borders), resized to the backbone's
-input and run through `chain_sdk.export.backbones.get_backbone(name)` (`efficientnet_lite0`, or
-the luma variant a model may declare), exported once to ONNX (cached) and run with onnxruntime on
-2 threads, the runtime's default backend.
+input (each backbone's own: 224 px for Lite0, 240 for Lite1, 260 for Lite2) and run through
+`chain_sdk.export.backbones.get_backbone(name)` (`efficientnet_lite0`, the luma variant a model
+may declare, or another backbone the report is asked for), exported once to ONNX (cached) and run
+with onnxruntime on 2 threads, the runtime's default backend.
 Measured side by side on 25 frames on this 2-core machine: onnxruntime 3.3x faster than torch
 eager, features equal to 7e-6. The cache file is keyed by the video's content (sha256), T and
 the backbone, and also stores how long decoding and the backbone took, which is what the
@@ -74,14 +75,12 @@ def backbone_session(name: str = BACKBONE):
     """onnxruntime session of the backbone, exported from torch once into the cache."""
     import onnxruntime as ort
 
-    from chain_sdk.nn.backbones.efficientnet_lite import WEIGHTS_SHA256_PREFIX
-
-    path = features_dir() / f"{name}_{WEIGHTS_SHA256_PREFIX}_opset{OPSET}.onnx"
+    path = features_dir() / f"{name}_{weights_tag(name)}_opset{OPSET}.onnx"
     if not path.is_file():
         import torch
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        h, w = input_size()
+        h, w = input_size(name)
         example = torch.zeros((2, h, w, 3), dtype=torch.uint8)
         tmp = path.with_suffix(".part.onnx")
         torch.onnx.export(backbone(name), (example,), str(tmp), input_names=["frames"], output_names=["features"],
@@ -93,10 +92,17 @@ def backbone_session(name: str = BACKBONE):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-@lru_cache(maxsize=1)
-def input_size() -> tuple[int, int]:
-    """Backbone input (H, W)."""
-    return tuple(backbone().input_size)  # type: ignore[return-value]
+def weights_tag(name: str) -> str:
+    """sha256 prefix of the pinned ImageNet weights of EfficientNet-Lite backbone `name` (or its luma variant)."""
+    from chain_sdk.onnxbuild.efficientnet_lite import PINNED_WEIGHTS
+
+    return PINNED_WEIGHTS[name.removeprefix("efficientnet_").removesuffix("_luma")].sha256[:16]
+
+
+@lru_cache(maxsize=None)
+def input_size(name: str = BACKBONE) -> tuple[int, int]:
+    """Input (H, W) of backbone `name`."""
+    return tuple(backbone(name).input_size)  # type: ignore[return-value]
 
 
 def run_backbone(frames: np.ndarray, name: str = BACKBONE) -> np.ndarray:
@@ -107,11 +113,11 @@ def run_backbone(frames: np.ndarray, name: str = BACKBONE) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def sample(path: Path, frames: int) -> np.ndarray:
-    """T frames at segment centres, resized to the backbone input, uint8 BGR [T, H, W, 3]."""
+def sample(path: Path, frames: int, name: str = BACKBONE) -> np.ndarray:
+    """T frames at segment centres, resized to backbone `name`'s input, uint8 BGR [T, H, W, 3]."""
     from chain_sdk.video import sample_clip
 
-    h, w = input_size()
+    h, w = input_size(name)
     return sample_clip(str(path), frames=frames, resize=(w, h), crop_borders=CROP_BORDERS).frames
 
 
@@ -122,7 +128,7 @@ def video_features(path: Path, frames: int = DEFAULT_FRAMES, name: str = BACKBON
         with np.load(cache) as z:
             return VideoFeatures(z["frames"], float(z["decode_s"]), float(z["backbone_s"]))
     t0 = time.perf_counter()
-    clip = sample(path, frames)
+    clip = sample(path, frames, name)
     t1 = time.perf_counter()
     feats = run_backbone(clip, name)
     t2 = time.perf_counter()
@@ -147,7 +153,7 @@ def train_pool_frames(end_s: float, name: str = BACKBONE, *, progress: bool = Tr
     cache = features_dir() / f"{name}-ort_film_pool" / f"{file_sha256(film)[:16]}_{end_s:g}s_{TRAIN_POOL_FPS:g}fps.npy"
     if cache.is_file():
         return np.load(cache)
-    h, w = input_size()
+    h, w = input_size(name)
     picked = []
     import cv2
 

