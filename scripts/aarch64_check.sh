@@ -27,16 +27,29 @@ ROOTFS=$CACHE/rootfs
 start=$(date +%s)
 step() { printf '\n== [%4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
-step "host tools (qemu-user-static, binfmt-support, mmdebstrap)"
-if ! command -v mmdebstrap >/dev/null || [ ! -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ]; then
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    qemu-user-static binfmt-support mmdebstrap arch-test ca-certificates
+step "host tools (qemu-user-static >= 10, mmdebstrap)"
+# qemu >= 10: Debian 12's own qemu 7.2 segfaults while Python loads onnxruntime's aarch64 extension
+# (onnxruntime 1.32); 10.0 (bookworm-backports, Debian 13's release) runs it.
+qemu_ok() { dpkg --compare-versions "$(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null)" ge 1:10; }
+if ! command -v mmdebstrap >/dev/null || ! qemu_ok; then
+  qemu=(qemu-user-static qemu-user qemu-user-binfmt)
+  if [ "$(. /etc/os-release && echo "$VERSION_CODENAME")" = bookworm ]; then
+    echo "deb $MIRROR bookworm-backports main" > /etc/apt/sources.list.d/chain-sdk-backports.list
+    qemu=("${qemu[@]/%//bookworm-backports}")   # only qemu from backports
+  fi
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
+    "${qemu[@]}" mmdebstrap arch-test ca-certificates
 fi
 # Containers often start without binfmt_misc mounted; the kernel needs it to hand arm64 ELF to qemu.
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+# Registered afresh each run: an entry with the F flag keeps the qemu binary it was registered with
+# open (an older one survives a package upgrade), and without systemd nothing registers the new one.
+BINFMT=/proc/sys/fs/binfmt_misc
+[ ! -e $BINFMT/qemu-aarch64 ] || echo -1 > $BINFMT/qemu-aarch64
+cat /usr/lib/binfmt.d/qemu-aarch64.conf > $BINFMT/register
 arch-test arm64 >/dev/null || { echo "arm64 binaries do not run here (binfmt/qemu)" >&2; exit 1; }
+qemu-aarch64 --version | head -n 1
 
 mkdir -p "$CACHE"
 step "reference on the host, in the background: exported default model, the sample clips' codes"
@@ -57,6 +70,9 @@ rm -rf "$ROOTFS/src" "$ROOTFS/ref" && mkdir -p "$ROOTFS/src"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
   | (cd "$ROOT" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$ROOTFS/src"
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# The host's trust store, for networks that reach PyPI through a TLS proxy only the host trusts
+# (a superset of Debian's bundle); pip in the root file system is told to use it (PIP_CERT).
+cp -L /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
 
 # Runs a bash command as root in the arm64 root file system, in a private mount namespace: /proc,
 # /sys and /dev are unmounted when it exits, however it exits.
@@ -64,7 +80,8 @@ in_rootfs() {
   unshare --mount --propagation private bash -c '
     mount -t proc proc "$0/proc" && mount --rbind /sys "$0/sys" && mount --rbind /dev "$0/dev"
     exec chroot "$0" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-      PIP_DISABLE_PIP_VERSION_CHECK=1 CHAIN_SDK_CACHE=/ref/cache CHAIN_SDK_TEST_MODEL_DIR=/ref/model \
+      PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+      CHAIN_SDK_CACHE=/ref/cache CHAIN_SDK_TEST_MODEL_DIR=/ref/model \
       CHAIN_SDK_TEST_REFERENCE_CODES=/ref/codes.jsonl bash -euo pipefail -c "$1"' "$ROOTFS" "$1"
 }
 
