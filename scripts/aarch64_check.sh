@@ -2,20 +2,23 @@
 # Release check for the edge box: chain-sdk on AArch64 (a Jetson's CPU), under qemu-user emulation
 # in an arm64 Debian root file system, from a bare x86-64 Debian machine (as root: apt, chroot).
 #
-#   1. host tools: qemu-user-static + binfmt-support (arm64 binaries run through qemu), mmdebstrap
-#   2. an arm64 Debian root file system with python3, g++ and cmake (built once, then cached)
+#   1. host tools: qemu-user 10.0 (bookworm-backports on Debian 12) with its binfmt_misc entry
+#      (arm64 binaries run through qemu), mmdebstrap
+#   2. an arm64 Debian 12 root file system with python3 (3.11), g++ and cmake (built once, cached)
 #   3. on the host, meanwhile, in the x86-64 dev venv (`make install`, Python 3.11): the default
 #      model exported to ONNX and the codes it gives the sample clips (scripts/reference_codes.sh)
-#   4. in the root file system, meanwhile: a venv and `pip install ".[cpu]"` of this checkout, which builds
-#      cpp_ext natively for aarch64 (NEON kernels); test tools pytest, hypothesis, imageio-ffmpeg, onnx
-#   5. the runtime tests there (kernels and index, video, onnxruntime backend, encoder and CLI on the
-#      exported default model against the reference codes); the last line is pytest's summary.
+#   4. in the root file system, meanwhile: a venv and `pip install ".[cpu]"` of this checkout, which
+#      builds cpp_ext natively for aarch64 (NEON kernels); test tools pytest, hypothesis,
+#      imageio-ffmpeg, onnx
+#   5. the runtime tests there (scripts/runtime_tests.txt: kernels and index, codes, Encoder and CLI
+#      on the exported default model against the reference codes, onnxruntime backend, video);
+#      the last line is pytest's summary.
 #
-# Nothing of the GPU side runs here (no CUDA, TensorRT, DLA or NVDEC under qemu): see docs/jetson.md.
-# Known blocker (docs/jetson.md): under Debian 12's qemu 7.2 the onnxruntime aarch64 wheel segfaults
-# on import, so the onnxruntime/Encoder/CLI tests need a newer qemu or a real aarch64 machine.
-# Slow: on the loaded 2-core dev VM the root file system alone took 70 minutes and the emulated
-# venv more than 9 (docs/jetson.md), so this is the release check rather than part of .ci/run. Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
+# What it covers and what not (no CUDA, TensorRT, DLA or NVDEC under qemu; Python 3.10 only on
+# x86-64, scripts/py310_check.sh), and how long it takes: docs/jetson.md.
+# On the loaded 2-core dev VM: root file system 70 min, emulated install 34 min, tests > 47 min.
+# That is the release check, not part of .ci/run (CI's 2 cores and 90 minutes already hold `make
+# test`, and this needs root and binfmt_misc). Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
 # (default ~/.cache/chain-sdk/aarch64); delete rootfs/ there to rebuild the root file system.
 set -euo pipefail
 
