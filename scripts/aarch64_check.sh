@@ -16,7 +16,7 @@
 #
 # What it covers and what not (no CUDA, TensorRT, DLA or NVDEC under qemu; Python 3.10 only on
 # x86-64, scripts/py310_check.sh), and how long it takes: docs/jetson.md.
-# On the loaded 2-core dev VM: root file system 70 min, emulated install 34 min, tests > 47 min.
+# On the loaded 2-core dev VM: root file system 70 min, emulated install 34 min, tests > 62 min (unfinished).
 # That is the release check, not part of .ci/run (CI's 2 cores and 90 minutes already hold `make
 # test`, and this needs root and binfmt_misc). Everything it creates lies in $CHAIN_SDK_AARCH64_CACHE
 # (default ~/.cache/chain-sdk/aarch64); delete rootfs/ there to rebuild the root file system.
