@@ -27,6 +27,7 @@ def codes(n_bytes: int):
     return st.binary(min_size=n_bytes, max_size=n_bytes).map(lambda b: np.frombuffer(b, np.uint8).copy())
 
 
+@settings(deadline=None)  # no per-example deadline: emulated aarch64 (qemu) runs tens of times slower
 @given(code_bytes.flatmap(lambda n: st.tuples(codes(n), codes(n))))
 def test_hamming_matches_python_int_popcount(pair):
     a, b = pair
@@ -46,6 +47,7 @@ def test_bitstring_is_msb_first_and_round_trips(code):
     assert h.bits == 8 * len(code) and h.bitstring() == bits and str(h) == to_hex(code)
 
 
+@settings(deadline=None)
 @given(st.integers(1, 32).flatmap(lambda n: st.lists(st.integers(0, 1), min_size=8 * n, max_size=8 * n)))
 def test_pack_matches_numpy_packbits_and_unpacks(bits):
     packed = pack_bits(bits)
