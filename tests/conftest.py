@@ -49,3 +49,14 @@ def ffmpeg_copy(tmp_path):
         return dst
 
     return copy
+
+
+@pytest.fixture(scope="module")
+def sample_paths():
+    """The small sample clips, skipping the test when they were never fetched."""
+    from chain_sdk import data
+
+    try:
+        return [data.path(name, fetch_missing=False) for name in data.SMALL_CLIPS]
+    except FileNotFoundError as exc:
+        pytest.skip(f"sample clips not fetched: {exc}")

@@ -23,14 +23,6 @@ GPU = nvdec.available()
 NO_GPU = "needs torch CUDA, torchcodec and a GPU"
 
 
-@pytest.fixture(scope="module")
-def sample_paths():
-    try:
-        return [data.path(name, fetch_missing=False) for name in data.SMALL_CLIPS]
-    except FileNotFoundError as exc:
-        pytest.skip(f"sample clips not fetched: {exc}")
-
-
 @pytest.mark.skipif(GPU, reason="checks the refusal where GPU decoding cannot run")
 def test_without_the_gpu_stack_opening_is_a_typed_error_saying_why(sample_paths):
     with pytest.raises(DecoderUnavailableError, match="torch|CUDA|torchcodec"):

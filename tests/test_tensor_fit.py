@@ -80,14 +80,6 @@ def test_content_box_and_dark_edge_match_the_numpy_rule(frames):
         assert tensor_fit.has_dark_edge(tf) == borders.has_dark_edge(f)
 
 
-@pytest.fixture(scope="module")
-def sample_paths():
-    try:
-        return [data.path(name, fetch_missing=False) for name in data.SMALL_CLIPS]
-    except FileNotFoundError as exc:
-        pytest.skip(f"sample clips not fetched: {exc}")
-
-
 def test_sampling_on_a_torch_device_gives_the_numpy_clip(sample_paths):
     """sample_clip(device=...) (the GPU path's preprocessing, here on CPU tensors) gives the
     frames at the same times and the same pixels to within one grey level (the Encoder's
