@@ -7,10 +7,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain_sdk import data
 from chain_sdk.video import borders, sample_clip
 
 torch = pytest.importorskip("torch")
