@@ -17,6 +17,8 @@ and the 10-minute film itself (720p) plus a 360p copy; copies are cached under
 - chain int8 (with `--int8`): `Encoder(int8 copy).encode(path)`, the default model quantized by
   `export.quantize.quantize_model` (cached under `cache_dir()/bench/int8`); its codes differ
   from fp32 by about 2 % of bits, so it is a row of its own, not the default;
+- chain NAME (with `--models NAME=DIR`): `Encoder(DIR).encode(path)`, e.g. a candidate with
+  fewer frames;
 - vpdq, tmkpy, videohash: their hash of the whole video in their own virtual environments
   (benchmarks/retrieval/install_peers.sh), timed inside the worker (`peer_worker.py`: the
   seconds of the hash call alone, no interpreter start-up), each with its own defaults (vpdq:
@@ -100,15 +102,23 @@ def int8_model() -> Path:
     return out
 
 
+def exported(model: Path) -> Path:
+    """A model dir the Encoder takes: a training checkpoint is exported to ONNX once (cached)."""
+    from chain_sdk.export.onnx_export import export_cached
+    from chain_sdk.models import is_checkpoint_dir, is_packaged_dir
+
+    return export_cached(model) if is_checkpoint_dir(model) and not is_packaged_dir(model) else model
+
+
 class Chain:
-    def __init__(self, int8: bool = False) -> None:
+    def __init__(self, extra: dict[str, Path]) -> None:
+        """`extra`: row name -> model dir, each timed as `Encoder(dir).encode(path)`."""
         from chain_sdk.encoder import Encoder
 
         self.enc = Encoder()
-        self.enc.encode(data.path("carphone.mp4"))  # warm: sessions and arenas allocated
-        self.int8 = Encoder(int8_model()) if int8 else None
-        if self.int8 is not None:
-            self.int8.encode(data.path("carphone.mp4"))
+        self.extra = {row: Encoder(model) for row, model in extra.items()}
+        for enc in (self.enc, *self.extra.values()):
+            enc.encode(data.path("carphone.mp4"))  # warm: sessions and arenas allocated
 
     def time(self, path: Path) -> dict[str, tuple[float, float]]:
         """method -> (wall seconds, CPU seconds of this process, all threads)."""
@@ -121,8 +131,7 @@ class Chain:
             "decode only": lambda: clip.append(self.enc.sample(path)),
             "inference only": lambda: self.enc.encode_clips(clip[0][None]),
         }
-        if self.int8 is not None:
-            steps["chain int8"] = lambda: self.int8.encode(path)
+        steps.update({row: (lambda enc=enc: enc.encode(path)) for row, enc in self.extra.items()})
         out = {}
         for method, step in steps.items():
             t, c = time.perf_counter(), _cpu()
@@ -232,12 +241,12 @@ PEAK_MB: dict[tuple[str, str], float] = {}  # (peer, video label) -> peak MB of 
 
 PEER_TIMEOUT_S = 1800.0
 WITH_CHAIN = True
-WITH_INT8 = False
+EXTRA_MODELS: dict[str, Path] = {}  # row name -> model dir (--int8, --models)
 
 
 def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> Result:
     """Every method timed once per video per round, in turn; medians over the rounds."""
-    chain = Chain(WITH_INT8) if WITH_CHAIN else None
+    chain = Chain(EXTRA_MODELS) if WITH_CHAIN else None
     times: dict[str, dict[str, list[tuple[float, float]]]] = {label: {} for label, _ in videos}
     for r in range(rounds):
         for label, path in videos:
@@ -258,7 +267,7 @@ def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> R
 
 def print_table(title: str, result: Result, peers: list[str]) -> None:
     methods = ["chain (pyav)", "chain (opencv)", "decode only", "inference only",
-               *(["chain int8"] if WITH_INT8 else []), *peers]
+               *EXTRA_MODELS, *peers]
     for k, kind in enumerate(("wall", "CPU")):
         print(f"\n== {title}: median {kind} seconds per video; ratio = peer / chain (pyav) ==")
         print(f"{'video':18s} " + " ".join(f"{m:>14s}" for m in methods) + " " +
@@ -314,7 +323,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    global PEER_TIMEOUT_S, WITH_CHAIN, WITH_INT8
+    global PEER_TIMEOUT_S, WITH_CHAIN
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", nargs="*", default=[], choices=["short", "long", "memory"])
@@ -330,12 +339,21 @@ def main() -> None:
                         help="wall seconds after which a peer's hash of one video is stopped (reported as inf)")
     parser.add_argument("--int8", action="store_true",
                         help="also time the int8 copy of the default model (a row of its own)")
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+                        help="also time these models (exported or training checkpoint dirs), a row each")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
         return _chain_peak_child(*args.peak_child)
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f}")
-    PEER_TIMEOUT_S, WITH_CHAIN, WITH_INT8 = args.peer_timeout, not args.no_chain, args.int8
+    PEER_TIMEOUT_S, WITH_CHAIN = args.peer_timeout, not args.no_chain
+    if args.int8:
+        EXTRA_MODELS["chain int8"] = int8_model()
+    for item in args.models:
+        name, sep, model = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--models takes NAME=DIR, got {item!r}")
+        EXTRA_MODELS[f"chain {name}"] = exported(Path(model))
     peers = {p: python for p, python in peer_pythons().items() if p in args.peers}
     if "short" not in args.skip:
         videos = [(f"10 s {res} @{s}s", short_clip(s, res)) for res in args.resolutions for s in args.starts]

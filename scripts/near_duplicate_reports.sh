@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Regenerate the near-duplicate reports (docs/near_duplicate_report*.md) in one command:
 # the re-upload benchmark's dev split (and, with SPLITS="dev heldout", the held-out one), the
-# seeds of the shipped default's recipe (scripts/train_default_models.sh with --seed 0/1; the
-# shipped model is its seed 2) and of the re-upload recipe (scripts/train_robust_seeds.sh),
+# seeds of the shipped default's recipe (scripts/train_default_models.sh with SEED=0/1; the
+# shipped model is its seed 2), of the same recipe at T=8 frames (FRAMES=8) and of the re-upload
+# recipe (scripts/train_robust_seeds.sh), random hyperplanes with 5 seeds,
 # the shipped 32- and 16-bit defaults, the feature hashes on the same features at every code
 # size, query-side multi-probe (the runtime's default probe set), and the peers.
 #   DEFAULT_RUNS=runs_default RUNS=runs_robust bash scripts/near_duplicate_reports.sh
-# The first recipe listed is the one the report's goal check judges (FIRST=reupload to judge
-# the re-upload recipe instead of the shipped default's).
+# The first recipe listed is the one the report's goal check judges (FIRST=frames8 or
+# FIRST=reupload to judge those instead of the shipped default's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,15 +23,23 @@ PROBES=${PROBES:-corners5}
 extra=()
 [ -n "${LIMIT:-}" ] && extra+=(--limit-segments "$LIMIT")  # a subset that keeps every source
 [ -n "${PROBE_SEGMENTS:-}" ] && extra+=(--probe-segments "$PROBE_SEGMENTS")  # probe fewer queries
+# Seeds of a recipe are named RECIPE#SEED (the report averages them); runs from
+# scripts/train_default_models.sh are $DEFAULT_RUNS/chain64_t{FRAMES}_s{SEED}.
+seeds_of() {  # NAME GLOB: "NAME#SEED=DIR" for every finished run matching GLOB
+  for run in $2; do
+    if [ -f "$run/model.safetensors" ]; then echo "$1#${run##*_s}=$run"; fi
+  done
+}
 shipped=("default64#2=chain_sdk/models/default-64")
-for run in "$DEFAULT_RUNS"/chain64_s*/; do
-  [ -f "$run/model.safetensors" ] && shipped+=("default64#$(basename "$run" | sed 's/.*_s//')=${run%/}")
-done
+mapfile -t -O 1 shipped < <(seeds_of default64 "$DEFAULT_RUNS/chain64_t25_s[01]")
+frames8=(); mapfile -t frames8 < <(seeds_of default64-T8 "$DEFAULT_RUNS/chain64_t8_s*")
 reupload=()
-for run in "$RUNS"/reupload64_s*/; do
-  [ -f "$run/model.safetensors" ] && reupload+=("reupload64#$(basename "$run" | sed 's/.*_s//')=${run%/}")
-done
-if [ "${FIRST:-default}" = reupload ]; then models=("${reupload[@]}" "${shipped[@]}"); else models=("${shipped[@]}" "${reupload[@]}"); fi
+mapfile -t reupload < <(seeds_of reupload64 "$RUNS/reupload64_s*")
+case "${FIRST:-default}" in  # the recipe the goal check judges
+  reupload) models=("${reupload[@]}" "${shipped[@]}" "${frames8[@]}") ;;
+  frames8) models=("${frames8[@]}" "${shipped[@]}" "${reupload[@]}") ;;
+  *) models=("${shipped[@]}" "${frames8[@]}" "${reupload[@]}") ;;
+esac
 models+=("shipped default-32=chain_sdk/models/default-32" "shipped default-16=chain_sdk/models/default-16")
 for split in $SPLITS; do
   out=docs/near_duplicate_report.md; [ "$split" = heldout ] && out=docs/near_duplicate_report_heldout.md

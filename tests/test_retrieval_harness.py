@@ -102,3 +102,10 @@ def test_goal_averages_seeds_and_needs_every_rival_and_the_family_floor(tiny) ->
     assert "0.750 (< 0.8)" in text and "**Goal NOT met.**" in text and "loses (0.875 vs 1.000)" in text
     table = "\n".join(report.seed_table(uneven))
     assert "| chain | 2 | 0.875 ± 0.177 (0.750-1.000) |" in table
+    # seeded random hyperplanes are one rival, their mean over seeds (not their luckiest draw)
+    hyperplanes = [like("random hyperplanes 16 bits (luma)#0", "ablation", perfect, " (luma)"),
+                   like("random hyperplanes 16 bits (luma)#1", "ablation", [2, 2, 2, 2], " (luma)")]
+    text = "\n".join(report.goal_section(uneven + hyperplanes, 16))
+    assert "| random hyperplanes 16 bits (luma), mean of 2 seeds | beats (0.875 vs 0.500)" in text
+    assert "| random hyperplanes 16 bits (luma) | 2 | 0.500 ± 0.707 (0.000-1.000) |" in "\n".join(
+        report.seed_table(uneven + hyperplanes))

@@ -104,7 +104,8 @@ def random_hyperplanes(fs: FeatureSet, bits: int, seed: int = 0) -> MethodResult
 
     (q, db), t = _timed(lambda: (codes(fs.queries), codes(fs.database)))
     n = len(fs.queries) + len(fs.database)
-    return MethodResult(f"random hyperplanes {bits} bits{fs.label}", "ablation", f"{bits} bits",
+    # named RECIPE#SEED like the CHAIN seeds: the report compares recipes by their mean over seeds
+    return MethodResult(f"random hyperplanes {bits} bits{fs.label}#{seed}", "ablation", f"{bits} bits",
                         hamming_distances(q, db), float(fs.feature_s.mean() + t / n), [f"seed {seed}"], features=fs.label)
 
 
