@@ -524,8 +524,8 @@ def write_report(path: Path, rs: dataset.RetrievalSet, evaluated: list[Evaluated
            "### mAP@5 per edit family", "", *per_edit_table(evaluated, edits, "map@5"), ""]
     if chain_notes:
         md += ["### CHAIN rows: cached-feature path vs `Encoder.encode`", "",
-               "CHAIN rows run each model's `temporal.onnx` on the cached backbone features of the same 25 "
-               "frames `Encoder` samples.", ""] + [f"- {n}" for n in chain_notes] + [""]
+               "CHAIN rows run each model's `temporal.onnx` on the cached backbone features of the same "
+               "frames `Encoder` samples (the model's own T).", ""] + [f"- {n}" for n in chain_notes] + [""]
     if "training" in figures:
         md += ["### Training curves", "", f"![training losses]({figures['training']})", ""]
     md += ["## Setup", "",
