@@ -7,13 +7,17 @@
 #   bash scripts/train_default_models.sh                          # the shipped models, packaged
 #   SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh    # another seed of the recipe
 #   FRAMES=8 SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh  # the recipe at T=8
-# Runs land in $OUT/chain{BITS}_t{FRAMES}_s{SEED}; ONLY=1 skips the ablations and the packaging.
+#   VIEW_FRAMES=8 ...: frames per training view (default T/2, rounded up)
+# Runs land in $OUT/chain{BITS}_t{FRAMES}[v{VIEW_FRAMES}]_s{SEED}; ONLY=1 skips the ablations and
+# the packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs}
 SEED=${SEED:-2}
 FRAMES=${FRAMES:-25}
+VIEW_FRAMES=${VIEW_FRAMES:-}
+tag="t$FRAMES${VIEW_FRAMES:+v$VIEW_FRAMES}_s$SEED"
 BITS=${BITS:-64 32 16}
 mkdir -p "$OUT"
 data=$($PY -c "from chain_sdk import data; print(data.data_dir())")
@@ -31,20 +35,20 @@ common=(--videos "$data/bbb.mp4" "$data/bigbuckbunny.mp4" "$data/bikes.mp4" "$da
         --time-range 0 240 --segment 10 --hop 5 --backbone "$backbone"
         --augment-draws 6 --blur-p 0.3 --overlay-p 0.2 --temporal-crop 0.8
         --dim 192 --depth 2 --heads 4 --temperature 0.2
-        --frames "$FRAMES" --dense-frames 50 --epochs 600 --batch-size 64 --seed "$SEED" --augment-seed 0)
+        --frames "$FRAMES" ${VIEW_FRAMES:+--view-frames "$VIEW_FRAMES"} --dense-frames 50 --epochs 600 --batch-size 64 --seed "$SEED" --augment-seed 0)
 # No letterbox draws: training windows and Encoder both crop black bars (chain_sdk.video.borders).
 # Seed 2: of training seeds 0-4 of this recipe (same augmentation draws, --augment-seed 0), the
 # best on dev (top-1 0.945 / 0.964 / 0.982 / 0.945 / 0.945; docs/default_model.md). Chosen on dev only.
 # 50 candidate frames per window at every T: the feature cache (keyed by it) is shared.
 for bits in $BITS; do
-  $PY -m chain_sdk.train.cli fit "${common[@]}" --bits "$bits" --out "$OUT/chain${bits}_t${FRAMES}_s$SEED"
+  $PY -m chain_sdk.train.cli fit "${common[@]}" --bits "$bits" --out "$OUT/chain${bits}_$tag"
 done
 [ -n "${ONLY:-}" ] && exit 0
 # Ablations for the report: each task switched off in turn (64 bits).
 for task in contrastive order scene; do
-  $PY -m chain_sdk.train.cli fit "${common[@]}" --bits 64 "--no-$task" --out "$OUT/abl_no${task}_t${FRAMES}_s$SEED"
+  $PY -m chain_sdk.train.cli fit "${common[@]}" --bits 64 "--no-$task" --out "$OUT/abl_no${task}_$tag"
 done
 
 # Package the three as the embedded defaults (chain_sdk/models/default-{64,32,16}).
-run() { echo "$OUT/chain$1_t${FRAMES}_s$SEED:default-$1"; }
+run() { echo "$OUT/chain$1_$tag:default-$1"; }
 $PY scripts/package_default_models.py "$(run 64)" "$(run 32)" "$(run 16)"
