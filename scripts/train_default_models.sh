@@ -7,17 +7,14 @@
 #   bash scripts/train_default_models.sh                          # the shipped models, packaged
 #   SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh    # another seed of the recipe
 #   FRAMES=8 SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh  # the recipe at T=8
-#   VIEW_FRAMES=8 ...: frames per training view (default T/2, rounded up)
-# Runs land in $OUT/chain{BITS}_t{FRAMES}[v{VIEW_FRAMES}]_s{SEED}; ONLY=1 skips the ablations and
-# the packaging.
+# Runs land in $OUT/chain{BITS}_t{FRAMES}_s{SEED}; ONLY=1 skips the ablations and the packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs}
 SEED=${SEED:-2}
 FRAMES=${FRAMES:-25}
-VIEW_FRAMES=${VIEW_FRAMES:-}
-tag="t$FRAMES${VIEW_FRAMES:+v$VIEW_FRAMES}_s$SEED"
+tag="t${FRAMES}_s$SEED"
 BITS=${BITS:-64 32 16}
 mkdir -p "$OUT"
 data=$($PY -c "from chain_sdk import data; print(data.data_dir())")
@@ -35,7 +32,7 @@ common=(--videos "$data/bbb.mp4" "$data/bigbuckbunny.mp4" "$data/bikes.mp4" "$da
         --time-range 0 240 --segment 10 --hop 5 --backbone "$backbone"
         --augment-draws 6 --blur-p 0.3 --overlay-p 0.2 --temporal-crop 0.8
         --dim 192 --depth 2 --heads 4 --temperature 0.2
-        --frames "$FRAMES" ${VIEW_FRAMES:+--view-frames "$VIEW_FRAMES"} --dense-frames 50 --epochs 600 --batch-size 64 --seed "$SEED" --augment-seed 0)
+        --frames "$FRAMES" --dense-frames 50 --epochs 600 --batch-size 64 --seed "$SEED" --augment-seed 0)
 # No letterbox draws: training windows and Encoder both crop black bars (chain_sdk.video.borders).
 # Seed 2: of training seeds 0-4 of this recipe (same augmentation draws, --augment-seed 0), the
 # best on dev (top-1 0.945 / 0.964 / 0.982 / 0.945 / 0.945; docs/default_model.md). Chosen on dev only.

@@ -160,6 +160,8 @@ def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     missing = ["fit", "--videos", str(tmp_path / "nope.mp4"), "--backbone", "test_random_cnn",
                "--out", str(tmp_path / "x")]
     assert cli.main(missing) == 1  # no videos: a data error (exit status 1)
+    views = argv[:-1] + [str(tmp_path / "v"), "--view-frames", "3"]  # a features-only option
+    assert cli.main(views) == 2 and not (tmp_path / "v").exists()
 
 
 def test_missing_video_is_a_typed_error(tmp_path):

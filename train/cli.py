@@ -117,7 +117,8 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     k.add_argument("--scene-damping", type=float, default=TRAIN.scene_damping)
     k.add_argument("--scene-batch-negatives", action="store_true")
     f = p.add_argument_group("features input")
-    f.add_argument("--view-frames", type=positive_int, help="frames per view (default ceil(T/2))")
+    f.add_argument("--view-frames", type=positive_int,
+                   help="frames per view (default ceil(T/2)); video input: views are T frames, see --temporal-crop")
     v = p.add_argument_group("raw video input")
     v.add_argument("--backbone", default="efficientnet_lite0",
                    help="frozen frame CNN (name or ONNX path); with --features only recorded")
@@ -204,6 +205,10 @@ def _views_from_features(args):
 
 def _views_from_videos(args, frames: int):
     from .data import ExtractionConfig, VideoWindowViews, build_window_cache
+
+    if args.view_frames is not None:  # refused, not ignored: a recipe must not train other than it says
+        raise ValueError("--view-frames applies to --features input; a video window's views are T "
+                         "segment-sampled frames of a --temporal-crop of its dense frames")
 
     from .reupload import ReuploadConfig
 
