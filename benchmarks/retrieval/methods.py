@@ -95,8 +95,13 @@ def pca_sign(fs: FeatureSet, bits: int) -> MethodResult:
                         [f"PCA fitted on {len(fs.train_means)} training window means"], features=fs.label)
 
 
+def hyperplanes(dim: int, bits: int, seed: int) -> np.ndarray:
+    """[dim, bits] seeded Gaussian projection of the random-hyperplane hash."""
+    return np.random.default_rng(seed).standard_normal((dim, bits)).astype(np.float32)
+
+
 def random_hyperplanes(fs: FeatureSet, bits: int, seed: int = 0) -> MethodResult:
-    planes = np.random.default_rng(seed).standard_normal((fs.database.shape[2], bits)).astype(np.float32)
+    planes = hyperplanes(fs.database.shape[2], bits, seed)
     centre = fs.train_centre
 
     def codes(x):

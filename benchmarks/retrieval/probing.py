@@ -76,7 +76,7 @@ def probed_rows(sub: dataset.RetrievalSet, fs: methods.FeatureSet, backbone: str
         f"float cosine, mean feature{fs.label}{suffix}", "reference", f"{fs.database.shape[2]} float32 x {p}",
         _min_over_probes([1.0 - unit(probes[:, j]) @ db_unit.T for j in range(p)]), per_query_s, notes,
         features=fs.label)]
-    planes = np.random.default_rng(0).standard_normal((fs.database.shape[2], bits)).astype(np.float32)
+    planes = methods.hyperplanes(fs.database.shape[2], bits, seed=0)
     db_rh = methods.sign_pack((fs.database.mean(axis=1) - centre) @ planes)
     rows.append(methods.MethodResult(
         f"random hyperplanes {bits} bits{fs.label}{suffix}", "ablation", f"{bits} bits x {p}",
