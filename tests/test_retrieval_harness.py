@@ -109,3 +109,14 @@ def test_goal_averages_seeds_and_needs_every_rival_and_the_family_floor(tiny) ->
     assert "| random hyperplanes 16 bits (luma), mean of 2 seeds | beats (0.875 vs 0.500)" in text
     assert "| random hyperplanes 16 bits (luma) | 2 | 0.500 ± 0.707 (0.000-1.000) |" in "\n".join(
         report.seed_table(uneven + hyperplanes))
+
+
+def test_the_video_pasted_into_a_query_is_left_out_of_its_ranking() -> None:
+    rs = dataset.build("dev", edits_=["pip"], limit_segments=2, limit_distractors=1, draws=1, progress=False)
+    # the only distractor is the background of both picture-in-picture queries
+    assert [q.pasted for q in rs.queries] == ["film_000.0s", "film_000.0s"]
+    mask = rs.ignored_mask()
+    assert mask.tolist() == [[True, False, False], [True, False, False]]
+    assert not mask[np.arange(len(rs.queries)), rs.relevant_indices()].any()
+    plain = dataset.build("dev", edits_=FAMILIES, limit_segments=2, limit_distractors=1, draws=1, progress=False)
+    assert not plain.ignored_mask().any()  # mirror and blur paste nothing

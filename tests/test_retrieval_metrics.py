@@ -47,11 +47,36 @@ def test_ranks_match_stable_sort_reference(data, q: int, n: int) -> None:
     assert metrics.relevant_ranks(distances, relevant).tolist() == metrics.ranks_by_sorting(distances, relevant).tolist()
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), q=st.integers(1, 6), n=st.integers(1, 12))
+def test_ranks_with_ignored_items_match_the_reference(data, q: int, n: int) -> None:
+    distances = data.draw(hnp.arrays(np.int32, (q, n), elements=st.integers(0, 4)))
+    relevant = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=q, max_size=q)))
+    ignored = data.draw(hnp.arrays(bool, (q, n)))
+    ignored[np.arange(q), relevant] = False
+    ranks = metrics.relevant_ranks(distances, relevant, ignored)
+    assert ranks.tolist() == metrics.ranks_by_sorting(distances, relevant, ignored).tolist()
+    # leaving items out can only move the relevant one up, by at most the number left out
+    plain = metrics.relevant_ranks(distances, relevant)
+    assert np.all(ranks <= plain) and np.all(plain - ranks <= ignored.sum(axis=1))
+
+
+def test_an_ignored_pasted_video_ranked_first_does_not_count() -> None:
+    # the query's background (item 1) is nearest, the relevant item (0) second
+    distances = np.array([[3, 0, 5]])
+    assert metrics.relevant_ranks(distances, np.array([0])).tolist() == [2]
+    assert metrics.relevant_ranks(distances, np.array([0]), np.array([[False, True, False]])).tolist() == [1]
+
+
 def test_bad_shapes_raise() -> None:
     with pytest.raises(ValueError):
         metrics.relevant_ranks(np.zeros((2, 3)), np.array([0]))
     with pytest.raises(ValueError):
         metrics.relevant_ranks(np.zeros((1, 3)), np.array([3]))
+    with pytest.raises(ValueError):
+        metrics.relevant_ranks(np.zeros((1, 3)), np.array([0]), np.zeros((1, 2), dtype=bool))
+    with pytest.raises(ValueError, match="also ignored"):
+        metrics.relevant_ranks(np.zeros((1, 3)), np.array([0]), np.array([[True, False, False]]))
 
 
 @settings(max_examples=100, deadline=None)

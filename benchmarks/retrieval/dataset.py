@@ -86,6 +86,7 @@ class Video:
     edit: str | None = None  # queries: the edit family
     group: str = ""  # source group: cartoon, cg, live
     description: str = ""  # queries: the drawn parameters
+    pasted: str | None = None  # queries: key of the database video pasted into it (ignored when ranking)
 
 
 @dataclass
@@ -98,6 +99,16 @@ class RetrievalSet:
     def relevant_indices(self) -> np.ndarray:
         index = {v.key: i for i, v in enumerate(self.database)}
         return np.array([index[q.relevant] for q in self.queries], dtype=np.int64)
+
+    def ignored_mask(self) -> np.ndarray:
+        """bool [Q, N]: each query's pasted video (a picture-in-picture's background, an overlaid
+        patch, an intro), a true copy that is left out of its ranking instead of counting as a miss."""
+        index = {v.key: i for i, v in enumerate(self.database)}
+        mask = np.zeros((len(self.queries), len(self.database)), dtype=bool)
+        for row, q in enumerate(self.queries):
+            if q.pasted is not None:
+                mask[row, index[q.pasted]] = True
+        return mask
 
 
 def source_windows(name: str, start: float, end: float, hop: float) -> list[Clip]:
@@ -258,6 +269,8 @@ def build(split: str, *, edits_: list[str] | None = None, limit_segments: int | 
     paths = materialize([(c, None, "orig") for c in db_clips] + jobs, progress=progress)
     db_paths, query_paths = paths[: len(db_clips)], paths[len(db_clips):]
     database = [Video(c.key, p, "database", group=c.group) for c, p in zip(db_clips, db_paths)]
+    key_of = {str(_target(d, None)[0]): d.key for d in distractors}
     queries = [Video(f"{c.key}__{tag}", p, "query", relevant=c.key, edit=r.family, group=c.group,
-                     description=r.description) for (c, r, tag), p in zip(jobs, query_paths)]
+                     description=r.description, pasted=key_of[r.other[0]] if r.other else None)
+               for (c, r, tag), p in zip(jobs, query_paths)]
     return RetrievalSet(split, database, queries, [c.key for c in evaluation])
