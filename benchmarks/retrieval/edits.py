@@ -17,6 +17,7 @@ JPEG quality 8-35 and H.264 CRF 30-44, the benchmark 60-200 kbit/s at a quarter 
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -180,6 +181,19 @@ def pip(rng, other: tuple[str, float], **_) -> Recipe:
     graph = (f"[1:v]scale=320:180,setsar=1[bg];[0:v]scale=320*{w}:-2[fg];"
              f"[bg][fg]overlay=(W-w)*{x}:(H-h)*{y}:shortest=1,{CAP}[out]")
     return Recipe("pip", f"shrunk to {w:.2f} of the width inside another video at ({x}, {y})", graph, other=other)
+
+
+PIP_PLACEMENT = re.compile(r"shrunk to ([\d.]+) of the width inside another video at \(([\d.]+), ([\d.]+)\)")
+
+
+def pip_placement(description: str) -> tuple[float, float, float]:
+    """(width fraction, x, y) of a `pip` query, read back from its description (the drawn
+    values are rounded to 2 decimals, so the description is exact)."""
+    found = PIP_PLACEMENT.fullmatch(description)
+    if found is None:
+        raise ValueError(f"not a picture-in-picture description: {description!r}")
+    w, x, y = map(float, found.groups())
+    return w, x, y
 
 
 def rotate(rng, **_) -> Recipe:
