@@ -56,7 +56,10 @@ from chain_sdk.video.probes import CORNERS5, sample_probes
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("collect", "raise")
-FRAME_CHUNK = 64  # backbone batch in split mode: bounds activation memory whatever B * T is
+FRAME_CHUNK = 64  # backbone batch in split mode on a GPU: bounds activation memory whatever B * T is
+# On a CPU small batches keep the activations in cache: chunks of 4 frames took 0.84x the
+# inference time of 64 on the 2-core development VM, with the same codes (docs/decode_benchmark.md, run 4).
+CPU_FRAME_CHUNK = 4
 STREAM_AHEAD = 2  # windows `stream` decodes ahead of inference
 
 
@@ -155,6 +158,8 @@ class Encoder:
                 check_onnx_metadata(path, c)  # refuses a graph whose contract disagrees
             self._backends[role] = create_backend(backend, path, device=device, threads=threads)
         self._check_io()
+        backbone = self._backends.get("backbone")
+        self.frame_chunk = CPU_FRAME_CHUNK if backbone is not None and backbone.device == "cpu" else FRAME_CHUNK
         from chain_sdk.backends.base import available_cores
 
         self.decode_workers = decode_workers or min(4, available_cores())
@@ -261,10 +266,14 @@ class Encoder:
             return self._backends["chain"].run({"frames": clips})
         b, t = clips.shape[:2]
         flat = clips.reshape(b * t, h, w, 3)
-        features = np.concatenate([
-            self._backends["backbone"].run({"frames": flat[i:i + FRAME_CHUNK]})["features"]
-            for i in range(0, len(flat), FRAME_CHUNK)])
+        features = self._backbone_features(flat)
         return self._backends["temporal"].run({"features": features.reshape(b, t, -1)})
+
+    def _backbone_features(self, frames: np.ndarray) -> np.ndarray:
+        """Backbone features [N, D] of frames [N, H, W, 3], `frame_chunk` frames per call."""
+        run = self._backends["backbone"].run
+        return np.concatenate([run({"frames": frames[i:i + self.frame_chunk]})["features"]
+                               for i in range(0, len(frames), self.frame_chunk)])
 
     def encode(self, video: Any) -> np.ndarray:
         """Code of one video (anything `chain_sdk.video.open_video` takes): uint8 [bits/8].
@@ -405,8 +414,7 @@ class Encoder:
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             batch = frames[[first[k] for k in todo]]
-            out = np.concatenate([self._backends["backbone"].run({"frames": batch[i:i + FRAME_CHUNK]})["features"]
-                                  for i in range(0, len(batch), FRAME_CHUNK)])
+            out = self._backbone_features(batch)
             shared.update(zip(todo, out))
             while len(shared) > 4 * self.frames:
                 shared.popitem(last=False)

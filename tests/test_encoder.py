@@ -89,6 +89,18 @@ def test_split_and_fused_graphs_agree(model_dir, encoder):
         assert np.array_equal(np.unpackbits(a["code"])[clear[0]], np.unpackbits(b["code"])[clear[0]])
 
 
+def test_cpu_backbone_chunks_give_the_features_of_one_large_batch(model_dir, encoder):
+    from chain_sdk.encoder import CPU_FRAME_CHUNK, FRAME_CHUNK
+
+    assert encoder.frame_chunk == CPU_FRAME_CHUNK < FRAME_CHUNK  # onnxruntime on the CPU
+    clips = np.stack([encoder.sample(data.path(n)) for n in ("bikes.mp4", "carphone.mp4", "cityCC0.mpg")])
+    large = Encoder(model_dir, backend="onnxruntime")
+    large.frame_chunk = FRAME_CHUNK  # all 3 x T frames in one backbone call
+    a, b = encoder.run_clips(clips), large.run_clips(clips)
+    np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-5)
+    np.testing.assert_array_equal(a["code"], b["code"])
+
+
 @pytest.mark.slow
 def test_onnxruntime_and_torch_give_the_same_codes(model_dir, encoder):
     eager = Encoder(model_dir, backend="torch", graphs="fused")

@@ -81,6 +81,7 @@ class Backend(ABC):
     outputs are host numpy arrays."""
 
     name: str = "backend"
+    device: str = "cpu"  # where the graph runs, "cpu" or "cuda:N" (set by each backend)
     _inputs: list[str]  # set by each backend from its graph or engine
     _outputs: list[str]
 

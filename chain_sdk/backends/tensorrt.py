@@ -79,6 +79,7 @@ class TensorRTBackend(Backend):
 
         cudart = cuda_runtime()
         _check(cudart.cudaSetDevice(index), "cudaSetDevice")
+        self.device = f"cuda:{index}"
         self.contract = check_engine_dir(engine_dir)
         role, plan_name = next(iter(self.contract.graphs.items()))
         self.role = role

@@ -60,6 +60,7 @@ class TorchBackend(Backend):
         self._torch = torch
         self._module = module.to(dev).eval()
         self._device = dev
+        self.device = "cpu" if dev.type == "cpu" else f"cuda:{index}"
         self.role = role
         self._inputs = list(module.input_names)
         self._outputs = list(module.output_names)
