@@ -13,6 +13,8 @@ and the 10-minute film itself (720p) plus a 360p copy; copies are cached under
   (PyAV, decoding only the sampled frames: chain_sdk/video/pyav.py);
 - chain (opencv): the same with `open_video(path, decoder="opencv")`, the previous path (every
   frame decoded by OpenCV's grab()), whose codes are the same (tests/test_encoder.py);
+- chain (chunk 64): the same with the backbone fed 64 frames per call (all 25 of a clip at once),
+  the previous CPU setting, against `CPU_FRAME_CHUNK` (4) now; the same codes;
 - decode only / inference only: `Encoder.sample` and `Encoder.encode_clips` of that clip;
 - chain int8 (with `--int8`): `Encoder(int8 copy).encode(path)`, the default model quantized by
   `export.quantize.quantize_model` (cached under `cache_dir()/bench/int8`); its codes differ
@@ -113,11 +115,13 @@ def exported(model: Path) -> Path:
 class Chain:
     def __init__(self, extra: dict[str, Path]) -> None:
         """`extra`: row name -> model dir, each timed as `Encoder(dir).encode(path)`."""
-        from chain_sdk.encoder import Encoder
+        from chain_sdk.encoder import FRAME_CHUNK, Encoder
 
         self.enc = Encoder()
+        self.chunk64 = Encoder()
+        self.chunk64.frame_chunk = FRAME_CHUNK
         self.extra = {row: Encoder(model) for row, model in extra.items()}
-        for enc in (self.enc, *self.extra.values()):
+        for enc in (self.enc, self.chunk64, *self.extra.values()):
             enc.encode(data.path("carphone.mp4"))  # warm: sessions and arenas allocated
 
     def time(self, path: Path) -> dict[str, tuple[float, float]]:
@@ -128,6 +132,7 @@ class Chain:
         steps = {
             "chain (pyav)": lambda: self.enc.encode(path),
             "chain (opencv)": lambda: self.enc.encode(open_video(path, decoder="opencv")),
+            "chain (chunk 64)": lambda: self.chunk64.encode(path),
             "decode only": lambda: clip.append(self.enc.sample(path)),
             "inference only": lambda: self.enc.encode_clips(clip[0][None]),
         }
@@ -266,7 +271,7 @@ def run(videos: list[tuple[str, Path]], rounds: int, peers: dict[str, str]) -> R
 
 
 def print_table(title: str, result: Result, peers: list[str]) -> None:
-    methods = ["chain (pyav)", "chain (opencv)", "decode only", "inference only",
+    methods = ["chain (pyav)", "chain (opencv)", "chain (chunk 64)", "decode only", "inference only",
                *EXTRA_MODELS, *peers]
     for k, kind in enumerate(("wall", "CPU")):
         print(f"\n== {title}: median {kind} seconds per video; ratio = peer / chain (pyav) ==")

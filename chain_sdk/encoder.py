@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 
 ON_ERROR = ("collect", "raise")
 FRAME_CHUNK = 64  # backbone batch in split mode on a GPU: bounds activation memory whatever B * T is
-# On a CPU small batches keep the activations in cache: chunks of 4 frames took 0.84x the
-# inference time of 64 on the 2-core development VM, with the same codes (docs/decode_benchmark.md, run 4).
+# On a CPU small batches keep the activations in cache: chunks of 4 frames took 0.91x the
+# inference CPU time of 64 and 0.96x of the whole encode on the 2-core development VM, with the
+# same codes (docs/decode_benchmark.md, run 4).
 CPU_FRAME_CHUNK = 4
 STREAM_AHEAD = 2  # windows `stream` decodes ahead of inference
 
