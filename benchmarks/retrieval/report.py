@@ -504,8 +504,8 @@ def pasted_table(evaluated: list[Evaluated]) -> list[str]:
              "Picture-in-picture puts the segment on top of another database video (70-91 % of the picture), "
              "`overlay` may paste a patch of one, `temporal` an intro. Finding that video is a correct copy "
              "detection, so the tables above leave it out of that query's ranking (it is neither relevant nor a "
-             "negative). Before 2026-12-02 it counted as a miss, which made picture-in-picture unwinnable for a "
-             "method that finds the larger copy. Top-1, left out / counted:", "",
+             "negative). Before 2026-12-02 it counted as a miss: a method that found the larger copy first was "
+             "scored wrong. Top-1, left out / counted:", "",
              "| method | " + " | ".join(families) + " |", "|---" * (len(families) + 1) + "|"]
     for ev in evaluated:
         cells = [f"{_fmt(ev.per_edit[e]['top1'])} / {_fmt(ev.per_edit_counted[e]['top1'])}" for e in families]
