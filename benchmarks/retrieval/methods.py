@@ -66,10 +66,15 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
+def centred_unit(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Vectors along the last axis minus the training centre, scaled to unit length."""
+    x = x - centre
+    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+
+
 def float_cosine(fs: FeatureSet) -> MethodResult:
     def unit(x):
-        x = x.mean(axis=1) - fs.train_centre
-        return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+        return centred_unit(x.mean(axis=1), fs.train_centre)
 
     (q, db), t = _timed(lambda: (unit(fs.queries), unit(fs.database)))
     n = len(fs.queries) + len(fs.database)

@@ -68,8 +68,7 @@ def probed_rows(sub: dataset.RetrievalSet, fs: methods.FeatureSet, backbone: str
     centre = fs.train_centre
 
     def unit(x):
-        x = x.mean(axis=-2) - centre
-        return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+        return methods.centred_unit(x.mean(axis=-2), centre)
 
     db_unit = unit(fs.database)
     rows = [methods.MethodResult(

@@ -105,11 +105,7 @@ def min_distances(queries: np.ndarray, database: np.ndarray, centre: np.ndarray,
                   planes: np.ndarray | None = None) -> np.ndarray:
     """[Q, P, D] x [N, R, D] -> [Q, N]: the smallest cosine distance (planes None) or Hamming
     distance of the sign of the projection over all P x R descriptor pairs."""
-    def unit(x):
-        x = x - centre
-        return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
-
-    q, db = unit(queries), unit(database)
+    q, db = methods.centred_unit(queries, centre), methods.centred_unit(database, centre)
     if planes is None:
         return np.concatenate([(1.0 - np.einsum("qpd,nrd->qnpr", block, db)).min(axis=(2, 3))
                                for block in np.array_split(q, max(1, len(q) // 64))])
