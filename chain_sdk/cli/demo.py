@@ -124,4 +124,4 @@ def print_demo_table(names: list[str], orig_codes: np.ndarray, copies: list, cop
     print(f"\n{correct}/{len(copies)} copies matched their original; distances between different "
           f"originals: min {off.min()}, median {int(np.median(off))}")
     print("(these sample clips are part of the default model's training data; "
-          "docs/near_duplicate_report_heldout.md measures unseen film time)")
+          "docs/near_duplicate_report*.md measure sources and film time it never saw)")
