@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
           "```", command.strip(), "```", "",
           f"Dev split of the re-upload benchmark: {len(rs.queries)} queries, database {len(rs.database)} videos; "
           f"EfficientNet-Lite0 luma features of the 25 frames `Encoder` samples (bar crop on). Machine: "
-          f"{platform.machine()}, 2 CPU cores. Whole run: {time.time() - t0:.0f} s (feature maps extracted on a first run, then cached).", "",
+          f"{platform.machine()}, 2 CPU cores. Whole run: {time.time() - t0:.0f} s (feature maps extracted on a "
+          "first run, then cached).", "",
           "## Region probes", "",
           "Descriptors of a video: its global mean feature plus the mean of each window of the 7 x 7 last "
           "feature map (count in brackets, global included); distance: the smallest over descriptor pairs. "
