@@ -121,6 +121,20 @@ def sample(path: Path, frames: int, name: str = BACKBONE) -> np.ndarray:
     return sample_clip(str(path), frames=frames, resize=(w, h), crop_borders=CROP_BORDERS).frames
 
 
+def cached_array(tag: str, video: Path, compute) -> np.ndarray:
+    """The array `compute()` gives for `video`, cached as `features_dir()/tag/<content hash>.npy`
+    (written to a temporary file first, so a killed run leaves no partial entry)."""
+    cache = features_dir() / tag / f"{file_sha256(video)[:24]}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    out = compute()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".part.npy")
+    np.save(tmp, out)
+    tmp.replace(cache)
+    return out
+
+
 def video_features(path: Path, frames: int = DEFAULT_FRAMES, name: str = BACKBONE) -> VideoFeatures:
     """Cached per-frame features of one video."""
     cache = features_dir() / f"{feature_tag(name)}_T{frames}" / f"{file_sha256(path)[:24]}.npz"

@@ -27,19 +27,13 @@ def probe_features(path: Path, frames: int, backbone: str, probe_set: str) -> np
     """float32 [1 + P, T, D]: backbone features of the ordinary clip and of each probe clip."""
     from chain_sdk.video import PROBE_SETS, sample_probes
 
-    tag = f"{features.feature_tag(backbone)}-probes-{probe_set}_T{frames}"
-    cache = features.features_dir() / tag / f"{features.file_sha256(path)[:24]}.npy"
-    if cache.is_file():
-        return np.load(cache)
-    h, w = features.input_size(backbone)
-    clips = sample_probes(str(path), frames, (w, h), PROBE_SETS[probe_set], crop_borders=features.CROP_BORDERS)
-    flat = clips.clip.frames.reshape(-1, h, w, 3)
-    feats = features.run_backbone(flat, backbone).reshape(clips.clip.frames.shape[0], frames, -1)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".part.npy")
-    np.save(tmp, feats)
-    tmp.replace(cache)
-    return feats
+    def compute() -> np.ndarray:
+        h, w = features.input_size(backbone)
+        clips = sample_probes(str(path), frames, (w, h), PROBE_SETS[probe_set], crop_borders=features.CROP_BORDERS)
+        flat = clips.clip.frames.reshape(-1, h, w, 3)
+        return features.run_backbone(flat, backbone).reshape(clips.clip.frames.shape[0], frames, -1)
+
+    return features.cached_array(f"{features.feature_tag(backbone)}-probes-{probe_set}_T{frames}", path, compute)
 
 
 def first_draw(rs: dataset.RetrievalSet, segments: int | None = None) -> dataset.RetrievalSet:

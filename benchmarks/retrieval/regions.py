@@ -82,17 +82,12 @@ def map_session():
 
 def mean_map(path: Path) -> np.ndarray:
     """float32 [D, 7, 7]: the last feature map averaged over the video's T sampled frames (cached)."""
-    cache = features.features_dir() / f"{features.feature_tag(BACKBONE)}-maps_T{FRAMES}" / \
-        f"{features.file_sha256(path)[:24]}.npy"
-    if cache.is_file():
-        return np.load(cache)
-    clip = features.sample(path, FRAMES, BACKBONE)
-    (maps,) = map_session().run([MAP_OUTPUT], {"frames": np.ascontiguousarray(clip)})
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".part.npy")
-    np.save(tmp, maps.mean(axis=0))
-    tmp.replace(cache)
-    return maps.mean(axis=0)
+    def compute() -> np.ndarray:
+        clip = features.sample(path, FRAMES, BACKBONE)
+        (maps,) = map_session().run([MAP_OUTPUT], {"frames": np.ascontiguousarray(clip)})
+        return maps.mean(axis=0)
+
+    return features.cached_array(f"{features.feature_tag(BACKBONE)}-maps_T{FRAMES}", path, compute)
 
 
 def descriptors(maps: np.ndarray, region_set: str) -> np.ndarray:
