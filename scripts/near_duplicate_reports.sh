@@ -2,13 +2,14 @@
 # Regenerate the near-duplicate reports (docs/near_duplicate_report*.md) in one command:
 # the re-upload benchmark's dev split (and, with SPLITS="dev heldout", the held-out one), the
 # seeds of the shipped default's recipe (scripts/train_default_models.sh with SEED=0/1; the
-# shipped model is its seed 2), of the same recipe at T=8 frames (FRAMES=8) and of the re-upload
-# recipe (scripts/train_robust_seeds.sh), random hyperplanes with 5 seeds,
+# shipped model is its seed 2), of the same recipe at T=8 frames (FRAMES=8), of T=8 students of the
+# shipped model (FRAMES=8 TEACHER=chain_sdk/models/default-64) and of the re-upload recipe
+# (scripts/train_robust_seeds.sh), random hyperplanes with 5 seeds,
 # the shipped 32- and 16-bit defaults, the feature hashes on the same features at every code
 # size, query-side multi-probe (the runtime's default probe set), and the peers.
 #   DEFAULT_RUNS=runs_default RUNS=runs_robust bash scripts/near_duplicate_reports.sh
 # The first recipe listed is the one the report's goal check judges (FIRST=frames8 or
-# FIRST=reupload to judge those instead of the shipped default's).
+# FIRST=reupload or FIRST=frames8kd to judge those instead of the shipped default's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -35,12 +36,14 @@ seeds_of() {  # NAME GLOB: "NAME#SEED=DIR" for every finished run matching GLOB
 shipped=("default64#2=chain_sdk/models/default-64")
 mapfile -t -O 1 shipped < <(seeds_of default64 "$DEFAULT_RUNS/chain64_t25_s[01]")
 frames8=(); mapfile -t frames8 < <(seeds_of default64-T8 "$DEFAULT_RUNS/chain64_t8_s*")
+frames8kd=(); mapfile -t frames8kd < <(seeds_of default64-T8-taught "$DEFAULT_RUNS/chain64_t8_kd_s*")
 reupload=()
 mapfile -t reupload < <(seeds_of reupload64 "$RUNS/reupload64_s*")
 case "${FIRST:-default}" in  # the recipe the goal check judges
-  reupload) models=("${reupload[@]}" "${shipped[@]}" "${frames8[@]}") ;;
-  frames8) models=("${frames8[@]}" "${shipped[@]}" "${reupload[@]}") ;;
-  *) models=("${shipped[@]}" "${frames8[@]}" "${reupload[@]}") ;;
+  reupload) models=("${reupload[@]}" "${shipped[@]}" "${frames8[@]}" "${frames8kd[@]}") ;;
+  frames8) models=("${frames8[@]}" "${shipped[@]}" "${frames8kd[@]}" "${reupload[@]}") ;;
+  frames8kd) models=("${frames8kd[@]}" "${shipped[@]}" "${frames8[@]}" "${reupload[@]}") ;;
+  *) models=("${shipped[@]}" "${frames8kd[@]}" "${frames8[@]}" "${reupload[@]}") ;;
 esac
 models+=("shipped default-32=chain_sdk/models/default-32" "shipped default-16=chain_sdk/models/default-16")
 for split in $SPLITS; do

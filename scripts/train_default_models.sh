@@ -7,14 +7,16 @@
 #   bash scripts/train_default_models.sh                          # the shipped models, packaged
 #   SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh    # another seed of the recipe
 #   FRAMES=8 SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh  # the recipe at T=8
-# Runs land in $OUT/chain{BITS}_t{FRAMES}_s{SEED}; ONLY=1 skips the ablations and the packaging.
+#   FRAMES=8 TEACHER=chain_sdk/models/default-64 SEED=0 BITS=64 ONLY=1 bash scripts/train_default_models.sh
+#       # ... also learning the codes the shipped T=25 model gives each training clip (train/teacher.py)
+# Runs land in $OUT/chain{BITS}_t{FRAMES}[_kd]_s{SEED}; ONLY=1 skips the ablations and the packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs}
 SEED=${SEED:-2}
 FRAMES=${FRAMES:-25}
-tag="t${FRAMES}_s$SEED"
+tag="t${FRAMES}${TEACHER:+_kd}_s$SEED"
 BITS=${BITS:-64 32 16}
 mkdir -p "$OUT"
 data=$($PY -c "from chain_sdk import data; print(data.data_dir())")
@@ -33,6 +35,7 @@ common=(--videos "$data/bbb.mp4" "$data/bigbuckbunny.mp4" "$data/bikes.mp4" "$da
         --augment-draws 6 --blur-p 0.3 --overlay-p 0.2 --temporal-crop 0.8
         --dim 192 --depth 2 --heads 4 --temperature 0.2
         --frames "$FRAMES" --dense-frames 50 --epochs 600 --batch-size 64 --seed "$SEED" --augment-seed 0)
+[ -n "${TEACHER:-}" ] && common+=(--teacher "$TEACHER")
 # No letterbox draws: training windows and Encoder both crop black bars (chain_sdk.video.borders).
 # Seed 2: of training seeds 0-4 of this recipe (same augmentation draws, --augment-seed 0), the
 # best on dev (top-1 0.945 / 0.964 / 0.982 / 0.945 / 0.945; docs/default_model.md). Chosen on dev only.

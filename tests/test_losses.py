@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from chain_sdk.train.losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
+from chain_sdk.train.losses import (
+    CodeDistillationLoss,
+    FrameOrderLoss,
+    NTXentLoss,
+    SceneChangeLoss,
+    contrastive_codes,
+)
 from chain_sdk.nn.chain import ChainConfig, ChainModel
 
 
@@ -139,3 +145,22 @@ def test_scene_loss_skips_degenerate_videos():
     assert SceneChangeLoss(max_iter=2).cluster(noisy[0].numpy()) is None
     with pytest.raises(ValueError):
         SceneChangeLoss(damping=0.3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_distillation_loss_is_bce_with_logits_against_the_teacher_bits(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, bits = int(torch.randint(1, 9, (), generator=g)), 8 * int(torch.randint(1, 5, (), generator=g))
+    logits = (3 * torch.randn(b, bits, generator=g)).requires_grad_()
+    teacher = torch.where(torch.rand(b, bits, generator=g) < 0.5, -1.0, 1.0)
+    loss = CodeDistillationLoss()(logits, teacher)
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(logits, (teacher + 1) / 2)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    loss.backward()
+    # Every bit is pushed towards the teacher's sign.
+    assert (torch.sign(-logits.grad) == teacher).all()
+
+
+def test_distillation_loss_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        CodeDistillationLoss()(torch.zeros(2, 16), torch.ones(2, 8))

@@ -138,6 +138,63 @@ def test_temporal_crop_keeps_ordered_frames_of_a_contiguous_part():
         VideoWindowViews([("w0", feats), ("w1", feats)], frames=frames, temporal_crop=0.0)
 
 
+def test_sample_with_draws_gives_the_views_of_sample_and_their_draws():
+    n, draws, frames = 12, 3, 4
+    # feature = 100 * draw + frame index, so a view's values tell which draw it came from
+    feats = (100 * np.arange(draws)[:, None] + np.arange(n)[None, :]).astype(np.float32)[..., None]
+    views = VideoWindowViews([("w0", feats), ("w1", feats + 1000)], frames=frames, temporal_crop=0.8)
+    for step in range(20):
+        indices = np.array([1, 0])
+        plain = views.sample(indices, np.random.default_rng(step))
+        (x1, p1, x2, p2), drawn = views.sample_with_draws(indices, np.random.default_rng(step))
+        for a, b in zip(plain, (x1, p1, x2, p2)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal((x1[..., 0] % 1000) // 100, drawn[:, [0]].repeat(frames, 1))
+        np.testing.assert_array_equal((x2[..., 0] % 1000) // 100, drawn[:, [1]].repeat(frames, 1))
+    centres = views.teacher_clips(6)  # what a 6-frame model sees at run time: segment centres
+    assert centres.shape == (2, draws, 6, 1)
+    np.testing.assert_array_equal(centres[0, 2, :, 0], 200 + np.array([1, 3, 5, 7, 9, 11]))
+
+
+def _agreement_with_teacher(taught: bool) -> float:
+    """Bits the 3-frame student shares with random per-window teacher codes after 150 steps."""
+    from chain_sdk.nn.chain import ChainConfig
+    from chain_sdk.train.config import TrainConfig
+    from chain_sdk.train.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    # frames of a window alike (its own direction plus noise), as frames of a clip are
+    windows = [(f"w{i}", (rng.normal(size=16) + 0.3 * rng.normal(size=(2, 12, 16))).astype(np.float32))
+               for i in range(8)]
+    views = VideoWindowViews(windows, frames=3)
+    teacher = np.where(rng.random((8, 1, 16)) < 0.5, -1.0, 1.0).astype(np.float32).repeat(2, axis=1)
+    model = ChainConfig(bits=16, frames=3, feature_dim=16, dim=32, depth=1, heads=2)
+    train = TrainConfig(epochs=150, batch_size=8, lr=3e-3, seed=0, order=False, scene=False,
+                        teacher="test" if taught else None)
+    trainer = Trainer(views, model, train, "unused", teacher_codes=teacher if taught else None)
+    steps = np.random.default_rng(1)
+    for _ in range(150):
+        trainer.train_step(np.arange(8), steps)
+    trainer.model.eval()
+    with torch.no_grad():
+        student = trainer.model(torch.from_numpy(views.teacher_clips(3)[:, 0])).video_logits
+    return float((torch.sign(student) == torch.from_numpy(teacher[:, 0])).float().mean())
+
+
+def test_a_student_learns_its_teachers_codes():
+    # measured: 0.86 taught, 0.55 untaught (chance is 0.5)
+    assert _agreement_with_teacher(taught=True) > 0.8
+    assert _agreement_with_teacher(taught=False) < 0.65
+    from chain_sdk.nn.chain import ChainConfig
+    from chain_sdk.train.config import TrainConfig
+    from chain_sdk.train.trainer import Trainer
+
+    views = VideoWindowViews([("w0", np.zeros((1, 4, 16), np.float32))] * 2, frames=2)
+    with pytest.raises(ValueError, match="go together"):
+        Trainer(views, ChainConfig(bits=16, frames=2, feature_dim=16, dim=32, depth=1, heads=2),
+                TrainConfig(teacher="test"), "unused")
+
+
 def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     from chain_sdk.nn import backbones
 
@@ -162,6 +219,12 @@ def test_cli_fit_from_videos(clips, tmp_path, monkeypatch):
     assert cli.main(missing) == 1  # no videos: a data error (exit status 1)
     views = argv[:-1] + [str(tmp_path / "v"), "--view-frames", "3"]  # a features-only option
     assert cli.main(views) == 2 and not (tmp_path / "v").exists()
+    student = argv[:-1] + [str(tmp_path / "student"), "--frames", "3", "--teacher", str(out)]
+    assert cli.main(student) == 0
+    extra = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
+    assert extra["teacher"] == str(out) and len(extra["extra"]["teacher_weights_sha256"]) == 64
+    wrong_bits = argv[:-1] + [str(tmp_path / "s8"), "--bits", "8", "--teacher", str(out)]
+    assert cli.main(wrong_bits) != 0 and not (tmp_path / "s8").exists()
 
 
 def test_missing_video_is_a_typed_error(tmp_path):

@@ -116,6 +116,10 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     k.add_argument("--scene-temperature", type=float, default=TRAIN.scene_temperature)
     k.add_argument("--scene-damping", type=float, default=TRAIN.scene_damping)
     k.add_argument("--scene-batch-negatives", action="store_true")
+    k.add_argument("--teacher", metavar="DIR",
+                   help="a trained checkpoint whose codes of each training clip the student also learns "
+                        "(raw video input; e.g. a T=25 model teaching a T=8 one; train/teacher.py)")
+    k.add_argument("--w-distill", type=float, default=TRAIN.w_distill, help="weight of the teacher's codes")
     f = p.add_argument_group("features input")
     f.add_argument("--view-frames", type=positive_int,
                    help="frames per view (default ceil(T/2)); video input: views are T frames, see --temporal-crop")
@@ -253,7 +257,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
         train_config.extra["augment_policy"] = args.augment_policy
         train_config.extra["augmentation"] = {k: getattr(args, k) for k in AUGMENT_ARGS}
         train_config.extra["crop_borders"] = not args.no_crop_borders
-    trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone)
+    codes = None
+    if args.teacher:
+        if args.features:
+            raise ValueError("--teacher needs --videos input (the teacher sees each window's draws)")
+        from chain_sdk.files import sha256_of
+
+        from .teacher import teacher_codes
+        codes = teacher_codes(args.teacher, views, model_config.bits, backbone)
+        train_config.extra["teacher_weights_sha256"] = sha256_of(Path(args.teacher) / "model.safetensors")
+    trainer = Trainer(views, model_config, train_config, args.out, backbone=backbone, teacher_codes=codes)
     out = trainer.fit(resume=args.resume)
     print(f"checkpoint: {out} (step {trainer.step})")
     return 0

@@ -32,6 +32,8 @@ class TrainConfig:
     scene_damping: float = 0.5
     scene_max_iter: int = 200
     scene_batch_negatives: bool = False
+    teacher: str | None = None  # checkpoint whose codes the student learns (train/teacher.py)
+    w_distill: float = 1.0
     log_every: int = 10
     extra: dict = field(default_factory=dict)  # free-form provenance stored in the checkpoint
 
@@ -40,5 +42,7 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 2 (in-batch negatives)")
         if not (self.contrastive or self.order or self.scene):
             raise ValueError("at least one task must be enabled")
+        if self.teacher is not None and self.w_distill <= 0:
+            raise ValueError("a teacher needs a positive w_distill")
         if self.init not in ("random", "pca"):
             raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")

@@ -214,3 +214,22 @@ class SceneChangeLoss(nn.Module):
                 logits, target = logits[:, start:start + k], target - start
             losses.append(F.cross_entropy(logits, target, reduction="sum"))
         return torch.stack(losses).sum() / (len(rows) * h.shape[1])
+
+
+class CodeDistillationLoss(nn.Module):
+    """Distillation of a teacher's binary video codes (a proposal of this project, not CHAIN's).
+
+    A cheaper student (fewer frames T) learns to give the code that a trained CHAIN teacher
+    gives the same augmented clip. With s the student's video logits [B, bits] and y in {-1, +1}
+    the teacher's code of the clip (sign of its video logits on its own T frames):
+
+        L = mean over b, k of  log(1 + exp(-y_bk * s_bk))
+
+    the logistic loss on each bit, i.e. BCE with logits against the targets (y + 1) / 2.
+    """
+
+    def forward(self, student_logits: torch.Tensor, teacher_bits: torch.Tensor) -> torch.Tensor:
+        if student_logits.shape != teacher_bits.shape:
+            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher bits "
+                             f"{tuple(teacher_bits.shape)} differ in shape")
+        return F.softplus(-teacher_bits * student_logits).mean()

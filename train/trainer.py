@@ -1,9 +1,9 @@
-"""The CHAIN training loop: L = w_c * L_contrastive + w_o * L_order + w_s * L_scene.
+"""The CHAIN training loop: L = w_c * L_contrastive + w_o * L_order + w_s * L_scene (+ w_d * L_distill).
 
 Paper fact: the three tasks (docs/research/chain_method.md §2.1). Proposals (§2.3, §3.2; all `TrainConfig`
 fields): the weights (1, 0.5, 0.5 from the proposed sweep {0.1, 0.5, 1}), AdamW with lr 5e-4 and
 a cosine schedule to 1e-5 (S5VH's verified setting), the order task on view 1, the scene task
-on view 1's tokens.
+on view 1's tokens; with a teacher (train/teacher.py), a fourth term that distils its codes.
 
 Determinism and resume: the data order of epoch e comes from `default_rng([seed, e])` and the
 views of step s from `default_rng([seed, 1, s])`, so the sampling depends only on (seed, step);
@@ -37,14 +37,14 @@ from chain_sdk.nn.checkpoint import (
 )
 from .config import TrainConfig
 from .init import pca_init
-from .losses import FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
+from .losses import CodeDistillationLoss, FrameOrderLoss, NTXentLoss, SceneChangeLoss, contrastive_codes
 from chain_sdk.nn.chain import ChainConfig, ChainModel
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.csv"
 LOG_FIELDS = ("step", "epoch", "loss", "contrastive", "order", "order_acc", "scene",
-              "scene_skipped", "lr", "clips_per_s")
+              "scene_skipped", "distill", "lr", "clips_per_s")
 
 
 class ViewSource(Protocol):
@@ -61,12 +61,16 @@ class ViewSource(Protocol):
 
 class Trainer:
     def __init__(self, views: ViewSource, model_config: ChainConfig, config: TrainConfig,
-                 out_dir: str | os.PathLike, backbone: dict[str, Any] | None = None) -> None:
+                 out_dir: str | os.PathLike, backbone: dict[str, Any] | None = None,
+                 teacher_codes: np.ndarray | None = None) -> None:
         if views.feature_dim != model_config.feature_dim or views.frames != model_config.frames:
             raise ValueError(
                 f"data gives {views.frames} frames x {views.feature_dim}-d features, the model "
                 f"expects {model_config.frames} x {model_config.feature_dim}")
         self.views, self.cfg, self.out = views, config, Path(out_dir)
+        if (teacher_codes is None) != (config.teacher is None):
+            raise ValueError("config.teacher and teacher_codes go together (train/teacher.py)")
+        self.teacher_codes = None if teacher_codes is None else torch.from_numpy(teacher_codes)
         self.backbone = backbone
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -89,6 +93,7 @@ class Trainer:
         self.order = FrameOrderLoss(config.order_fraction)
         self.scene = SceneChangeLoss(config.scene_temperature, config.scene_damping,
                                      config.scene_max_iter, config.scene_batch_negatives)
+        self.distill = CodeDistillationLoss()
         self.step = 0
 
     def _lr_factor(self, step: int) -> float:
@@ -103,14 +108,24 @@ class Trainer:
 
     def train_step(self, indices: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
         cfg = self.cfg
-        x1, p1, x2, p2 = (torch.from_numpy(np.ascontiguousarray(a)) for a in self.views.sample(indices, rng))
+        if self.teacher_codes is None:
+            views, draws = self.views.sample(indices, rng), None
+        else:
+            views, draws = self.views.sample_with_draws(indices, rng)
+        x1, p1, x2, p2 = (torch.from_numpy(np.ascontiguousarray(a)) for a in views)
         p1, p2 = p1.long(), p2.long()
         self.model.train()
         out1 = self.model(x1, p1)
+        out2 = self.model(x2, p2) if cfg.contrastive or draws is not None else None
         total = torch.zeros(())
         row: dict[str, float] = {}
+        if draws is not None:
+            targets = self.teacher_codes[torch.from_numpy(indices)[:, None], torch.from_numpy(draws)]
+            l_distill = 0.5 * (self.distill(out1.video_logits, targets[:, 0])
+                               + self.distill(out2.video_logits, targets[:, 1]))
+            total = total + cfg.w_distill * l_distill
+            row["distill"] = l_distill.item()
         if cfg.contrastive:
-            out2 = self.model(x2, p2)
             l_con = self.contrastive(contrastive_codes(out1, cfg.code), contrastive_codes(out2, cfg.code))
             total = total + cfg.w_contrastive * l_con
             row["contrastive"] = l_con.item()
@@ -206,7 +221,7 @@ class Trainer:
 
 
 def _format(row: dict[str, float]) -> str:
-    keys = ("loss", "contrastive", "order", "order_acc", "scene", "scene_skipped", "clips_per_s")
+    keys = ("loss", "contrastive", "order", "order_acc", "scene", "scene_skipped", "distill", "clips_per_s")
     return " ".join(f"{k}={row[k]:.4g}" for k in keys if k in row)
 
 

@@ -90,15 +90,26 @@ class VideoWindowViews:
         return self.n_videos
 
     def sample(self, indices: np.ndarray, rng: np.random.Generator) -> Views:
+        return self.sample_with_draws(indices, rng)[0]
+
+    def sample_with_draws(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[Views, np.ndarray]:
+        """The views of `sample` (the same random draws) and the augmentation draw of each, [B, 2]."""
         x1: list[np.ndarray] = []
         x2: list[np.ndarray] = []
-        for i in indices:
+        draws = np.zeros((len(indices), 2), dtype=np.int64)
+        for row, i in enumerate(indices):
             feats = self.feats[i]
-            for out in (x1, x2):
-                draw = feats[rng.integers(len(feats))]
+            for view, out in enumerate((x1, x2)):
+                draws[row, view] = rng.integers(len(feats))
+                draw = feats[draws[row, view]]
                 out.append(draw[self._frame_indices(len(draw), rng)])
         pos = np.broadcast_to(np.arange(self.frames), (len(indices), self.frames)).copy()
-        return np.stack(x1), pos, np.stack(x2), pos.copy()
+        return (np.stack(x1), pos, np.stack(x2), pos.copy()), draws
+
+    def teacher_clips(self, frames: int) -> np.ndarray:
+        """Every window's every draw as a model of `frames` frames sees it at run time: the
+        segment centres of its dense frames, [N, A, frames, D]."""
+        return np.stack([f[:, segment_indices(f.shape[1], frames)] for f in self.feats])
 
     def _frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.temporal_crop >= 1:
