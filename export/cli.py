@@ -1,6 +1,7 @@
 """`chain-export`: checkpoint -> ONNX -> fp16/int8 -> TensorRT -> Triton, plus parity checks.
 
     chain-export onnx     --checkpoint CKPT_DIR --out MODEL_DIR
+    chain-export frames   --checkpoint CKPT_DIR --frames F --out CKPT_DIR2   (the same weights for F < T frames)
     chain-export quantize --model MODEL_DIR --precision fp16|int8 [--calibration VIDEOS...] --out MODEL_DIR2
     chain-export trt      --model MODEL_DIR --precision fp32|fp16|int8 --min-batch 1 --opt-batch 8 --max-batch 32 --out ENGINE_DIR
     chain-export triton   --model MODEL_DIR|ENGINE_DIR --out REPO
@@ -29,6 +30,13 @@ def cmd_onnx(args: argparse.Namespace) -> int:
 
     out = export_model(args.checkpoint, args.out, backbone=args.backbone, opset=args.opset, color_order=args.color_order)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    from .frames import fewer_frames_checkpoint
+
+    print(f"wrote {fewer_frames_checkpoint(args.checkpoint, args.out, args.frames)}")
     return 0
 
 
@@ -113,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-order", choices=["BGR", "RGB"], default="BGR", help="colour order of the uint8 frames "
                    "the graphs take (default: %(default)s, as OpenCV decodes)")
     p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("frames", help="the same checkpoint for clips of fewer frames (positions on its frame grid)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--frames", required=True, type=positive_int, help="frames per clip, at most the checkpoint's")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.set_defaults(func=cmd_frames)
 
     p = sub.add_parser("quantize", help="make an fp16 (AutoCast-style) or int8 (Q/DQ) copy of a model directory")
     p.add_argument("--model", required=True, type=Path, help="fp32 model directory")

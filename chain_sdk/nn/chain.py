@@ -17,7 +17,8 @@ What is from the CHAIN paper (ACM MM 2023) and what is a proposal of this projec
   on each frame token that predicts the frame's original index. It lives in the model so that
   checkpoints carry it, but `forward` (the path that export traces) never touches it.
 - Proposal: `forward(features, positions)` takes optional position indices, so a clip of fewer
-  frames sampled from a T-frame grid keeps the positions of its frames on that grid.
+  frames sampled from a T-frame grid keeps the positions of its frames on that grid;
+  `with_fewer_frames` bakes those positions into a model that takes the shorter clips as they are.
 """
 
 from __future__ import annotations
@@ -176,3 +177,28 @@ def pack_bits_torch(bits: torch.Tensor) -> torch.Tensor:
     weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int32, device=bits.device)
     grouped = bits.to(torch.int32).reshape(b, nbits // 8, 8)
     return (grouped * weights).sum(dim=-1).to(torch.uint8)
+
+
+def grid_positions(frames: int, grid: int) -> torch.Tensor:
+    """The segment of a `grid`-segment clip in which each of `frames` segment centres falls:
+    floor((j + 1/2) * grid / frames) for j < frames (int64, increasing)."""
+    if not 1 <= frames <= grid:
+        raise ValueError(f"frames must be in 1..{grid}, got {frames}")
+    return torch.div((2 * torch.arange(frames) + 1) * grid, 2 * frames, rounding_mode="floor")
+
+
+def with_fewer_frames(model: ChainModel, frames: int) -> ChainModel:
+    """The same weights for clips of `frames` (<= T) frames sampled at segment centres, as
+    `Encoder` samples: each frame gets the position embedding (and order-head row) of the
+    T-grid segment its centre falls in, so `small(x) == model(x, grid_positions(frames, T))`.
+    The gathered table is stored as a "learned" one (it is not trained further); fewer frames
+    cost less to decode and embed, and docs/default_model.md measures what they lose."""
+    c = model.config
+    grid = grid_positions(frames, c.frames)
+    small = ChainModel(ChainConfig(**{**c.to_dict(), "frames": frames, "position": "learned"}))
+    state = model.state_dict()
+    state.update({"pos": model.pos.detach()[grid].clone(),
+                  "order_head.weight": state["order_head.weight"][grid].clone(),
+                  "order_head.bias": state["order_head.bias"][grid].clone()})
+    small.load_state_dict(state)
+    return small.train(model.training)
