@@ -8,6 +8,7 @@
 # the shipped 32- and 16-bit defaults, the feature hashes on the same features at every code
 # size, query-side multi-probe (the runtime's default probe set), and the peers.
 #   DEFAULT_RUNS=runs_default RUNS=runs_robust bash scripts/near_duplicate_reports.sh
+#   FEWER_FRAMES="12 8" DEFAULT_RUNS=runs_default bash scripts/near_duplicate_reports.sh   # -> docs/near_duplicate_report_frames.md
 # The first recipe listed is the one the report's goal check judges (FIRST=frames8 or
 # FIRST=reupload or FIRST=frames8kd to judge those instead of the shipped default's).
 set -euo pipefail
@@ -46,6 +47,25 @@ case "${FIRST:-default}" in  # the recipe the goal check judges
   *) models=("${shipped[@]}" "${frames8kd[@]}" "${frames8[@]}" "${reupload[@]}") ;;
 esac
 models+=("shipped default-32=chain_sdk/models/default-32" "shipped default-16=chain_sdk/models/default-16")
+if [ -n "${FEWER_FRAMES:-}" ]; then
+  # docs/near_duplicate_report_frames.md: the shipped recipe's seeds at their own T=25 and, through
+  # `chain-export frames`, at each of FEWER_FRAMES (e.g. "12 8") sampled frames; no peers (they
+  # are in docs/near_duplicate_report.md, on the same queries).
+  frames_models=()
+  for seed_run in "${shipped[@]}"; do
+    seed=${seed_run%%=*}; seed=${seed#*#}; run=${seed_run#*=}
+    frames_models+=("default64#$seed=$run")
+    for f in $FEWER_FRAMES; do
+      out="$DEFAULT_RUNS/fewer_frames/default64_s${seed}_f$f"
+      [ -f "$out/model.safetensors" ] || $PY -m chain_sdk.export.cli frames --checkpoint "$run" --frames "$f" --out "$out"
+      frames_models+=("default64-F$f#$seed=$out")
+    done
+  done
+  nice -n 10 $PY -m benchmarks.retrieval.report --split dev --draws "$DRAWS" --models "${frames_models[@]}" \
+    --bits 64 --peers --timing-videos "${TIMING:-2}" "${extra[@]}" --no-progress \
+    --out docs/near_duplicate_report_frames.md --figures-stem near_duplicate_frames
+  exit 0
+fi
 for split in $SPLITS; do
   out=docs/near_duplicate_report.md draws=$DRAWS probes=$PROBES
   if [ "$split" = heldout ]; then
