@@ -21,12 +21,13 @@ from chain_sdk.nn.chain import with_fewer_frames
 
 def fewer_frames_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, frames: int) -> Path:
     model, config = load_checkpoint(checkpoint)
-    if not 1 <= frames <= model.config.frames:
-        raise CheckpointError(f"{checkpoint}: takes clips of {model.config.frames} frames; --frames must be "
-                              f"1..{model.config.frames}, got {frames}")
+    try:
+        small = with_fewer_frames(model, frames)
+    except ValueError as exc:
+        raise CheckpointError(f"{checkpoint}: {exc}") from exc
     training = dict(config.get("training", {}))
     training["extra"] = {**training.get("extra", {}), "fewer_frames_of": {
         "checkpoint": Path(checkpoint).name, "frames": model.config.frames,
         "weights_sha256": sha256_of(Path(checkpoint) / WEIGHTS)}}
-    return save_checkpoint(out, with_fewer_frames(model, frames), backbone=config.get("backbone"),
+    return save_checkpoint(out, small, backbone=config.get("backbone"),
                            training=training)

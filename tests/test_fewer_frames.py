@@ -10,8 +10,13 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from chain_sdk.export.cli import main
-from chain_sdk.nn.chain import ChainConfig, ChainModel, grid_positions, with_fewer_frames
+from chain_sdk.nn.chain import ChainConfig, ChainModel, with_fewer_frames
 from chain_sdk.nn.checkpoint import load_checkpoint, save_checkpoint
+from chain_sdk.video import segment_indices
+
+
+def grid_positions(frames: int, grid: int) -> torch.Tensor:
+    return torch.from_numpy(segment_indices(grid, frames))
 
 
 def segment_of_centre(j: int, frames: int, grid: int) -> int:
@@ -21,15 +26,15 @@ def segment_of_centre(j: int, frames: int, grid: int) -> int:
 
 
 @given(grid=st.integers(1, 64), data=st.data())
-def test_grid_positions_are_the_segments_of_the_centres(grid, data):
+def test_segment_centres_fall_in_these_grid_segments(grid, data):
     frames = data.draw(st.integers(1, grid))
     assert grid_positions(frames, grid).tolist() == [segment_of_centre(j, frames, grid) for j in range(frames)]
 
 
 @pytest.mark.parametrize("frames", [0, 26])
-def test_grid_positions_refuse_more_frames_than_the_grid(frames):
+def test_fewer_frames_refuses_more_frames_than_the_grid(frames):
     with pytest.raises(ValueError, match="1..25"):
-        grid_positions(frames, 25)
+        with_fewer_frames(ChainModel(ChainConfig(bits=16, frames=25, feature_dim=24, dim=16, depth=1, heads=2)), frames)
 
 
 @settings(deadline=None, max_examples=25)

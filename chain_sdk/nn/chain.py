@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chain_sdk.video.sampling import segment_indices
+
 
 @dataclass
 class ChainConfig:
@@ -179,22 +181,17 @@ def pack_bits_torch(bits: torch.Tensor) -> torch.Tensor:
     return (grouped * weights).sum(dim=-1).to(torch.uint8)
 
 
-def grid_positions(frames: int, grid: int) -> torch.Tensor:
-    """The segment of a `grid`-segment clip in which each of `frames` segment centres falls:
-    floor((j + 1/2) * grid / frames) for j < frames (int64, increasing)."""
-    if not 1 <= frames <= grid:
-        raise ValueError(f"frames must be in 1..{grid}, got {frames}")
-    return torch.div((2 * torch.arange(frames) + 1) * grid, 2 * frames, rounding_mode="floor")
-
-
 def with_fewer_frames(model: ChainModel, frames: int) -> ChainModel:
     """The same weights for clips of `frames` (<= T) frames sampled at segment centres, as
     `Encoder` samples: each frame gets the position embedding (and order-head row) of the
-    T-grid segment its centre falls in, so `small(x) == model(x, grid_positions(frames, T))`.
-    The gathered table is stored as a "learned" one (it is not trained further); fewer frames
-    cost less to decode and embed, and docs/default_model.md measures what they lose."""
+    T-grid segment its centre falls in, `segment_indices(T, frames)`, so
+    `small(x) == model(x, segment_indices(T, frames))`. The gathered table is stored as a
+    "learned" one (it is not trained further); fewer frames cost less to decode and embed, and
+    docs/default_model.md measures what they lose."""
     c = model.config
-    grid = grid_positions(frames, c.frames)
+    if not 1 <= frames <= c.frames:
+        raise ValueError(f"the model takes clips of {c.frames} frames; fewer must be 1..{c.frames}, got {frames}")
+    grid = torch.from_numpy(segment_indices(c.frames, frames))
     small = ChainModel(ChainConfig(**{**c.to_dict(), "frames": frames, "position": "learned"}))
     state = model.state_dict()
     state.update({"pos": model.pos.detach()[grid].clone(),
